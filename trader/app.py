@@ -1,0 +1,199 @@
+"""The daemon's lifecycle: startup, run, ordered shutdown, signals and hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from trader import __version__, log
+from trader import config as cfg
+from trader.ports import Component, Drains, Reconfigurable
+from trader.reload import ConfigWatcher, ReloadResult, read_config
+from trader.status import StatusServer, read_rss_bytes
+from trader.systemd import Notifier
+
+logger = logging.getLogger(__name__)
+
+# Status panels of parts that later issues add; until a component of that name runs, its
+# snapshot is null and the view says "not running".
+PLANNED_COMPONENTS = ("feed", "market", "selector", "strategies", "trading", "risk", "storage")
+# Shutdown drains intake first and the journal last (DESIGN.md section 4).
+SHUTDOWN_ORDER = ("feed", "market", "strategies", "trading", "storage", "journal")
+
+EXIT_OK, EXIT_CRASH, EXIT_CONFIG = 0, 1, 2
+
+
+def status_socket_path(config: cfg.Config) -> Path:
+    """Where the status server listens: `status.socket`, or `<state_dir>/status.sock`."""
+    return Path(config.status.socket or Path(config.daemon.state_dir) / "status.sock")
+
+
+def configure_logging(section: cfg.LogConfig, environ: Mapping[str, str]) -> None:
+    """Install the log handler that `log.format` asks for (rich only on a terminal)."""
+    kind = log.resolve_format(section.format, environ, sys.stderr)
+    if kind == "rich":
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=True)
+    else:
+        handler = log.stream_handler(kind)
+    log.install(handler, section.level)
+
+
+class Daemon:
+    """Owns the components, their tasks and the running config."""
+
+    def __init__(self, config_path: Path, config: cfg.Config,
+                 environ: Mapping[str, str]) -> None:
+        self.config = config
+        self.environ = environ
+        self.state = "starting"
+        self.started_ns = time.time_ns()
+        self.notifier = Notifier(environ)
+        self.watcher = ConfigWatcher(
+            config_path, config, self._apply_change, config.daemon.reload_poll_s,
+            on_reloading=self.notifier.reloading, on_reloaded=self._reloaded)
+        self.status = StatusServer(status_socket_path(config), self.snapshot)
+        self.components: list[Component] = [self.watcher, self.status, self.notifier]
+        self._stop = asyncio.Event()
+        self._stop_signals = 0
+        self._main: asyncio.Task | None = None
+
+    async def run(self) -> int:
+        """Start everything, run until a stop signal, shut down in order; the exit code."""
+        self._main = asyncio.current_task()
+        self._install_signal_handlers()
+        try:
+            async with asyncio.TaskGroup() as group:
+                await self._startup()
+                tasks = [group.create_task(c.run(), name=c.name) for c in self.components]
+                self.state = "running"
+                self.notifier.ready(self._status_line())
+                logger.info("running: %s", self._status_line())
+                await self._stop.wait()
+                clean = await self._shutdown()
+                for task in reversed(tasks):
+                    task.cancel()
+        except ExceptionGroup as crash:
+            first = crash.exceptions[0]
+            logger.critical("crashed: %r", first, exc_info=first)
+            return EXIT_CRASH
+        finally:
+            self._remove_signal_handlers()
+        logger.info("stopped %s", "cleanly" if clean else "after the shutdown deadline")
+        return EXIT_OK if clean else EXIT_CRASH
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _startup(self) -> None:
+        state_dir = Path(self.config.daemon.state_dir)
+        await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await self.status.start()
+
+    async def _shutdown(self) -> bool:
+        """Drain components in SHUTDOWN_ORDER within the deadline; True when all finished."""
+        self.state = "stopping"
+        self.notifier.stopping()
+        deadline_s = self.config.daemon.shutdown_timeout_s
+        logger.info("stopping (deadline %.1f s)", deadline_s)
+        try:
+            async with asyncio.timeout(deadline_s):
+                for component in self._drain_order():
+                    logger.info("draining %s", component.name)
+                    await component.drain()
+        except TimeoutError:
+            logger.error("shutdown deadline of %.1f s passed; cancelling the rest", deadline_s)
+            return False
+        return True
+
+    def _drain_order(self) -> list[Drains]:
+        draining = [c for c in self.components if isinstance(c, Drains)]
+        rank = {name: i for i, name in enumerate(SHUTDOWN_ORDER)}
+        return sorted(draining, key=lambda c: rank.get(c.name, len(rank)))
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._stop_signals += 1
+        if self._stop_signals == 1:
+            logger.info("%s: shutting down (a second signal stops at once)", sig.name)
+            self._stop.set()
+        elif self._main is not None:
+            logger.warning("%s again: cancelling at once", sig.name)
+            self._main.cancel()
+
+    def _on_hangup(self) -> None:
+        logger.info("SIGHUP: reloading %s", self.watcher.path)
+        self.watcher.request_reload()
+
+    def _apply_change(self, change: cfg.ConfigChange) -> None:
+        """Hand each component only the changed sections it reads."""
+        self.config = change.effective
+        for name in change.changed_sections:
+            section = getattr(self.config, name)
+            if name == "log":
+                configure_logging(section, self.environ)
+            for component in self.components:
+                if isinstance(component, Reconfigurable) and name in component.config_sections:
+                    component.apply_section(name, section)
+
+    def _reloaded(self, result: ReloadResult) -> None:
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        products = len(self.config.market.products)
+        return (f"{self.config.daemon.mode} mode, {products} products, "
+                f"config v{self.watcher.version}")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the status view shows; null for components that are not running."""
+        now_ns = time.time_ns()
+        components: dict[str, Any] = dict.fromkeys(PLANNED_COMPONENTS)
+        components.update({c.name: c.snapshot() for c in self.components})
+        return {
+            "daemon": {
+                "version": __version__, "pid": os.getpid(), "state": self.state,
+                "mode": str(self.config.daemon.mode), "started_ns": self.started_ns,
+                "now_ns": now_ns, "uptime_s": round((now_ns - self.started_ns) / 1e9, 3),
+                "rss_bytes": read_rss_bytes(),
+            },
+            "config": self.watcher.snapshot(),
+            "products": list(self.config.market.products),
+            "components": components,
+        }
+
+
+def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:
+    """`trader run`: load the config, then run the daemon on uvloop until it stops."""
+    parsed = read_config(config_path)
+    if not isinstance(parsed, cfg.Config):
+        for key_path, reason in parsed:
+            print(f"{config_path}: {key_path}: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(parsed.log, environ)
+    logger.info("trader %s starting with %s", __version__, config_path)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        try:
+            return runner.run(Daemon(config_path, parsed, environ).run())
+        except asyncio.CancelledError:
+            logger.warning("stopped by a second signal before the shutdown finished")
+            return EXIT_CRASH

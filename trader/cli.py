@@ -1,0 +1,90 @@
+"""The `trader` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from trader import __version__
+from trader import config as cfg
+from trader.reload import read_config
+
+DEFAULT_CONFIG = Path("config.toml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trader", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"trader {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    _config_option(run)
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser("status", help="live view of a running daemon")
+    _config_option(status)
+    status.add_argument("--socket", type=Path, help="status socket (default: from the config)")
+    status.add_argument("--once", action="store_true", help="print one frame and exit")
+    status.add_argument("--json", action="store_true", help="print the raw JSON and exit")
+    status.set_defaults(handler=_status)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    _config_option(check)
+    check.set_defaults(handler=_check_config)
+
+    init = commands.add_parser("init", help="write the documented default config")
+    _config_option(init)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_init)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
+                        help="config file (default: ./config.toml)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from trader.app import run_daemon
+
+    return run_daemon(args.config, dict(os.environ))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from trader.app import status_socket_path
+    from trader.statusview import show_status
+
+    socket = args.socket
+    if socket is None:
+        parsed = read_config(args.config)
+        config = parsed if isinstance(parsed, cfg.Config) else cfg.Config()
+        socket = status_socket_path(config)
+    return show_status(socket, once=args.once, raw_json=args.json)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    parsed = read_config(args.config)
+    if isinstance(parsed, cfg.Config):
+        print(f"{args.config}: OK")
+        return 0
+    for key_path, reason in parsed:
+        print(f"{args.config}: {key_path}: {reason}")
+    print(f"{args.config}: {len(parsed)} error(s)", file=sys.stderr)
+    return 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    if args.config.exists() and not args.force:
+        print(f"{args.config} exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    args.config.write_text(cfg.render_default())
+    print(f"wrote {args.config}")
+    return 0

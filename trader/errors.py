@@ -1,0 +1,25 @@
+"""Exception types shared across layers (stdlib only)."""
+
+
+class TraderError(Exception):
+    """Base class of the daemon's own errors."""
+
+
+class ConfigError(TraderError):
+    """A config file could not be used; carries every (key path, reason) pair."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in errors))
+
+
+class FrameError(TraderError):
+    """A websocket frame or REST body that does not match the wire format.
+
+    `reason` is a short, stable label the feed counts bad frames by.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)

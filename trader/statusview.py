@@ -1,0 +1,184 @@
+"""`trader status`: fetch the daemon's snapshot from its unix socket and render it with rich."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+REFRESH_HZ = 2.0
+PANELS = (("feed", "Feed"), ("trading", "Trading"), ("risk", "Risk limits"),
+          ("storage", "Database writer"), ("selector", "Selector"), ("strategies", "Strategies"))
+
+
+class NoDaemon(Exception):
+    """Nothing answers on the status socket."""
+
+
+async def fetch(socket: Path, path: str = "/status", timeout_s: float = 2.0) -> bytes:
+    """GET `path` from the daemon's status socket; NoDaemon when nothing answers."""
+    try:
+        connector = aiohttp.UnixConnector(path=str(socket))
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            async with session.get(f"http://trader{path}") as response:
+                response.raise_for_status()
+                return await response.read()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise NoDaemon(f"no daemon running at {socket} ({reason})") from exc
+
+
+def show_status(socket: Path, *, once: bool, raw_json: bool) -> int:
+    """The `trader status` command; exit 1 when no daemon answers (--once / --json)."""
+    console = Console()
+    if raw_json or once:
+        try:
+            body = asyncio.run(fetch(socket))
+        except NoDaemon as exc:
+            console.print(f"[bold red]{exc}[/]")
+            return 1
+        if raw_json:
+            print(body.decode())
+        else:
+            console.print(render(orjson.loads(body)))
+        return 0
+    try:
+        asyncio.run(_live(console, socket))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _live(console: Console, socket: Path) -> None:
+    with Live(console=console, screen=True, auto_refresh=False) as live:
+        while True:
+            try:
+                view = render(orjson.loads(await fetch(socket)))
+            except NoDaemon as exc:
+                view = Panel(Text(f"{exc}\nretrying every {1 / REFRESH_HZ:.1f} s; Ctrl-C quits",
+                                  style="bold red"), title="trader status")
+            live.update(view, refresh=True)
+            await asyncio.sleep(1 / REFRESH_HZ)
+
+
+def render(snapshot: dict[str, Any]) -> RenderableType:
+    """One frame of the status view from a daemon snapshot."""
+    components = snapshot.get("components", {})
+    parts: list[RenderableType] = [_header(snapshot)]
+    reload_note = _reload_note(snapshot.get("config", {}))
+    if reload_note is not None:
+        parts.append(reload_note)
+    parts.append(_panel_grid(components))
+    parts.append(_products(snapshot.get("products", []), components))
+    return Group(*parts)
+
+
+def _header(snapshot: dict[str, Any]) -> RenderableType:
+    daemon, config = snapshot.get("daemon", {}), snapshot.get("config", {})
+    line = Text()
+    line.append(f"trader {daemon.get('version', '?')}", style="bold")
+    line.append(f"  {daemon.get('mode', '?')}", style="bold magenta")
+    state = daemon.get("state", "?")
+    line.append(f"  {state}", style="bold green" if state == "running" else "bold yellow")
+    line.append(f"  up {_duration(daemon.get('uptime_s'))}")
+    line.append(f"  pid {daemon.get('pid', '?')}")
+    line.append(f"  RSS {_bytes(daemon.get('rss_bytes'))}")
+    line.append(f"  config v{config.get('version', '?')}")
+    last = config.get("last_reload")
+    if last:
+        ago = _duration((daemon.get("now_ns", 0) - last["at_ns"]) / 1e9)
+        style = "red" if last["outcome"] == "rejected" else "dim"
+        line.append(f" ({last['outcome']} {ago} ago)", style=style)
+    return line
+
+
+def _reload_note(config: dict[str, Any]) -> RenderableType | None:
+    last = config.get("last_reload") or {}
+    lines = [Text(f"{key}: {reason}", style="red") for key, reason in last.get("errors", [])]
+    if lines:
+        lines.insert(0, Text(f"edit of {config.get('path')} rejected; running on config "
+                             f"v{config.get('version')}", style="bold red"))
+    if config.get("restart_required"):
+        keys = ", ".join(config["restart_required"])
+        lines.append(Text(f"changed, waiting for a restart: {keys}", style="yellow"))
+    return Group(*lines) if lines else None
+
+
+def _panel_grid(components: dict[str, Any]) -> RenderableType:
+    panels = [_component_panel(title, components.get(name)) for name, title in PANELS]
+    columns = 3
+    grid = Table.grid(expand=True, padding=(0, 0))
+    for _ in range(columns):
+        grid.add_column(ratio=1)
+    for row in range(0, len(panels), columns):
+        grid.add_row(*panels[row:row + columns])
+    return grid
+
+
+def _component_panel(title: str, body: dict[str, Any] | None) -> Panel:
+    if body is None:
+        return Panel(Text("not running", style="dim"), title=title, box=box.ROUNDED)
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for name, value in {**body.get("counters", {}), **_scalars(body)}.items():
+        table.add_row(name, _value(value))
+    return Panel(table, title=title, box=box.ROUNDED)
+
+
+def _products(products: list[str], components: dict[str, Any]) -> RenderableType:
+    market = components.get("market")
+    rows = (market or {}).get("products", {})
+    table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left",
+                  title="Products" + ("" if market else " (market data not running)"))
+    columns = sorted({name for figures in rows.values() for name in figures})
+    table.add_column("product", style="bold")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for product in products:
+        figures = rows.get(product, {})
+        table.add_row(product, *(_value(figures.get(name)) for name in columns))
+    return table
+
+
+def _scalars(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items()
+            if k not in ("counters", "products") and not isinstance(v, dict | list)}
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _bytes(count: int | None) -> str:
+    return "?" if count is None else f"{count / 2**20:.1f} MiB"
