@@ -115,25 +115,36 @@ def _reload_note(config: dict[str, Any]) -> RenderableType | None:
 
 
 def _panel_grid(components: dict[str, Any]) -> RenderableType:
-    panels = [_component_panel(title, components.get(name)) for name, title in PANELS]
     columns = 3
     grid = Table.grid(expand=True, padding=(0, 0))
     for _ in range(columns):
         grid.add_column(ratio=1)
-    for row in range(0, len(panels), columns):
-        grid.add_row(*panels[row:row + columns])
+    bodies = [(title, components.get(name)) for name, title in PANELS]
+    for start in range(0, len(bodies), columns):
+        row = bodies[start:start + columns]
+        height = 2 + max(len(_panel_items(body)) or 1 for _, body in row)
+        grid.add_row(*(_component_panel(title, body, height) for title, body in row))
     return grid
 
 
-def _component_panel(title: str, body: dict[str, Any] | None) -> Panel:
+def _component_panel(title: str, body: dict[str, Any] | None, height: int) -> Panel:
     if body is None:
-        return Panel(Text("not running", style="dim"), title=title, box=box.ROUNDED)
+        return Panel(Text("not running", style="dim"), title=title, box=box.ROUNDED,
+                     height=height)
     table = Table.grid(padding=(0, 1))
     table.add_column(style="cyan", no_wrap=True)
     table.add_column(overflow="fold")
-    for name, value in {**body.get("counters", {}), **_scalars(body)}.items():
+    for name, value in _panel_items(body).items():
         table.add_row(name, _value(value))
-    return Panel(table, title=title, box=box.ROUNDED)
+    return Panel(table, title=title, box=box.ROUNDED, height=height)
+
+
+def _panel_items(body: dict[str, Any] | None) -> dict[str, Any]:
+    if body is None:
+        return {}
+    scalars = {k: v for k, v in body.items()
+               if k not in ("counters", "products") and not isinstance(v, dict | list)}
+    return {**scalars, **body.get("counters", {})}
 
 
 def _products(products: list[str], components: dict[str, Any]) -> RenderableType:
@@ -149,11 +160,6 @@ def _products(products: list[str], components: dict[str, Any]) -> RenderableType
         figures = rows.get(product, {})
         table.add_row(product, *(_value(figures.get(name)) for name in columns))
     return table
-
-
-def _scalars(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items()
-            if k not in ("counters", "products") and not isinstance(v, dict | list)}
 
 
 def _value(value: Any) -> str:
