@@ -1,0 +1,1 @@
+"""A Coinbase-protocol exchange on loopback, replaying real candles as trades."""
