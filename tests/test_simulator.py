@@ -19,6 +19,7 @@ from trader.store.history import CandleArrays, read_candle_file
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 START_S = 1522886400  # 2018-04-05 00:00 UTC: all three files have this day
 PRODUCTS = ("BTC-USD", "ETH-USD", "LTC-USD")
+NO_FAULTS = Faults()
 
 
 def load(hours: float) -> dict[str, CandleArrays]:
@@ -27,7 +28,7 @@ def load(hours: float) -> dict[str, CandleArrays]:
             for p in PRODUCTS}
 
 
-async def started(hours: float = 1, speed: float = 600, faults: Faults = Faults(),
+async def started(hours: float = 1, speed: float = 600, faults: Faults = NO_FAULTS,
                   public_rps: float = 10.0) -> tuple[Simulator, str]:
     candles = load(hours)
     tapes = {p: tape_from_candles(p, c) for p, c in candles.items()}
@@ -67,7 +68,7 @@ def _epoch_s(stamp: str) -> float:
 
 
 async def test_frames_carry_a_per_connection_sequence_and_fold_back_into_the_candles(sim):
-    simulator, url = sim
+    _simulator, url = sim
     frames = await collect(url, START_S + 20 * 60)
     assert [f["sequence_num"] for f in frames] == list(range(len(frames)))
     assert "client_id" not in frames[0] and "type" not in frames[0]
@@ -117,14 +118,14 @@ async def test_market_trades_snapshot_is_newest_first_and_then_updates_follow(si
 
 
 async def test_a_connection_without_a_subscribe_is_closed_after_5_s(sim):
-    simulator, url = sim
+    _simulator, url = sim
     async with aiohttp.ClientSession() as session, session.ws_connect(url + "/") as ws:
         message = await asyncio.wait_for(ws.receive(), timeout=10)
         assert message.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1008
 
 
 async def test_an_unknown_channel_gets_an_error_frame(sim):
-    simulator, url = sim
+    _simulator, url = sim
     async with aiohttp.ClientSession() as session, session.ws_connect(url + "/") as ws:
         await ws.send_str(json.dumps({"type": "subscribe", "channel": "heartbeat"}))
         assert json.loads((await ws.receive()).data) == {"type": "error",
@@ -206,3 +207,21 @@ async def test_faults_show_as_sequence_gaps_bad_frames_and_drops():
         assert counts.drops >= 2 and counts.gaps >= 1 and counts.malformed >= 1
     finally:
         await simulator.close()
+
+
+async def test_the_daemons_parser_reads_every_simulator_frame(sim):
+    from trader.coinbase.messages import parse_frame
+    from trader.types import Side, Trade
+
+    _simulator, url = sim
+    frames = await collect(url, START_S + 5 * 60)
+    parsed = [parse_frame(json.dumps(f)) for f in frames]
+    assert [p.sequence_num for p in parsed] == [f["sequence_num"] for f in frames]
+    trades = [v for p in parsed for v in p.values if isinstance(v, Trade)]
+    wire = [t for f in frames if f["channel"] == "market_trades"
+            for e in f["events"] for t in e["trades"]]
+    assert len(trades) == len(wire) > 0
+    for ours, theirs in zip(trades, wire, strict=True):
+        assert ours.price == float(theirs["price"]) and ours.trade_id == int(theirs["trade_id"])
+        # the wire carries the maker's side; an uptick means a buyer lifted a resting ask
+        assert ours.side == (Side.BUY if theirs["side"] == "SELL" else Side.SELL)

@@ -171,7 +171,7 @@ class Simulator:
 
     def _trade(self, tape: Tape, i: int) -> dict[str, str]:
         return wire.trade(tape.product_id, tape.trade_id(i), float(tape.price[i]),
-                          float(tape.size[i]), int(tape.time_ns[i]), not bool(tape.side[i]))
+                          float(tape.size[i]), int(tape.time_ns[i]), bool(tape.side[i]))
 
     def _stall_one(self) -> None:
         if self.connections:
