@@ -7,8 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DaemonProcess, start_daemon
+from tests.helpers import DaemonProcess, start_daemon, start_simulator
 from tests.pg import INSTALL_HINT, PostgresServer, find_bin_dir
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the kernels once, so daemons started by tests load them from the cache."""
+    from trader import kernels
+
+    kernels.warmup()
+
+
+@pytest.fixture(scope="session")
+def sim_url() -> Iterator[str]:
+    """`trader sim` replaying the bundled sample at 60x, for daemons under test."""
+    proc, url = start_simulator("--speed", "60")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +45,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    """A real `trader run` with the shipped config, stopped after the test."""
-    running = start_daemon(tmp_path / "daemon")
+def daemon(tmp_path: Path, sim_url: str) -> Iterator[DaemonProcess]:
+    """A real `trader run` with the shipped config against the simulator."""
+    running = start_daemon(tmp_path / "daemon", sim_url)
     try:
         yield running
     finally:

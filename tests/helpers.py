@@ -109,11 +109,31 @@ class DaemonProcess:
         return self.proc.wait(timeout=timeout_s)
 
 
-def start_daemon(workdir: Path, config_text: str | None = None,
+def shipped_config(sim_url: str) -> str:
+    """The repo's config.toml with the Coinbase URLs pointed at a simulator."""
+    text = (REPO / "config.toml").read_text()
+    ws_url = sim_url.replace("http://", "ws://") + "/"
+    text = text.replace('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"')
+    text = text.replace('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"')
+    return text.replace('"https://api.coinbase.com"', f'"{sim_url}"')
+
+
+def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
+    """`trader sim` in a subprocess; returns it and its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "trader", "sim", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise AssertionError(f"simulator did not start: {url!r}")
+    return proc, url
+
+
+def start_daemon(workdir: Path, sim_url: str, config_text: str | None = None,
                  env: dict[str, str] | None = None, wait_ready: bool = True) -> DaemonProcess:
-    """Write the config (default: the repo's config.toml) and start `trader run` on it."""
+    """Write the config (default: the shipped one against `sim_url`) and start `trader run`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    text = config_text if config_text is not None else (REPO / "config.toml").read_text()
+    text = config_text if config_text is not None else shipped_config(sim_url)
     (workdir / "config.toml").write_text(text)
     full_env = {k: v for k, v in os.environ.items()
                 if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomli_w
 
 from tests.helpers import eventually
@@ -51,11 +53,26 @@ class Recorder:
         self.applied.append((name, section))
 
 
-def make_daemon(tmp_path: Path, components: list[Recorder], **daemon_keys: Any) -> Daemon:
-    raw = {"daemon": {"state_dir": str(tmp_path / "state"), **daemon_keys}}
+@pytest.fixture
+def make_daemon(tmp_path: Path, sim_url: str):
+    """Daemons in this process against the session's simulator, with extra components."""
+
+    def make(components: list[Recorder], **daemon_keys: Any) -> Daemon:
+        return build_daemon(tmp_path, sim_url, components, **daemon_keys)
+
+    return make
+
+
+def build_daemon(tmp_path: Path, sim_url: str, components: list[Recorder],
+                 **daemon_keys: Any) -> Daemon:
+    ws_url = sim_url.replace("http://", "ws://") + "/"
+    raw = {"daemon": {"state_dir": str(tmp_path / "state"), **daemon_keys},
+           "coinbase": {"ws_url": ws_url, "user_ws_url": ws_url, "rest_url": sim_url},
+           "market": {"products": ["BTC-USD", "ETH-USD"], "warmup_bars": 10}}
     config_path = tmp_path / "config.toml"
     config_path.write_text(tomli_w.dumps(raw))
     config = cfg.parse(config_path.read_bytes())
+    assert isinstance(config, cfg.Config), config
     daemon = Daemon(config_path, config, environ={})
     daemon.components.extend(components)
     return daemon
@@ -70,10 +87,10 @@ async def run_and_signal(daemon: Daemon, *signals: signal.Signals) -> int:
     return await asyncio.wait_for(task, timeout=10)
 
 
-async def test_shutdown_drains_intake_first_and_the_journal_last(tmp_path: Path):
+async def test_shutdown_drains_intake_first_and_the_journal_last(make_daemon):
     journal: list[str] = []
     components = [Recorder(n, journal) for n in ("journal", "storage", "feed", "trading")]
-    daemon = make_daemon(tmp_path, components)
+    daemon = make_daemon(components)
     assert await run_and_signal(daemon, signal.SIGTERM) == EXIT_OK
     drains = [entry for entry in journal if entry.endswith("drain")]
     assert drains == ["feed drain", "trading drain", "storage drain", "journal drain"]
@@ -81,10 +98,10 @@ async def test_shutdown_drains_intake_first_and_the_journal_last(tmp_path: Path)
                                                 for n in ("journal", "storage", "feed"))
 
 
-async def test_a_drain_past_the_deadline_is_cancelled_and_exits_non_zero(tmp_path: Path):
+async def test_a_drain_past_the_deadline_is_cancelled_and_exits_non_zero(make_daemon):
     journal: list[str] = []
     stuck = Recorder("storage", journal, drain_s=60)
-    daemon = make_daemon(tmp_path, [stuck, Recorder("journal", journal)],
+    daemon = make_daemon([stuck, Recorder("journal", journal)],
                          shutdown_timeout_s=0.3)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -93,9 +110,9 @@ async def test_a_drain_past_the_deadline_is_cancelled_and_exits_non_zero(tmp_pat
     assert "journal drain" not in journal and "storage stopped" in journal
 
 
-async def test_a_second_signal_cancels_at_once(tmp_path: Path):
+async def test_a_second_signal_cancels_at_once(make_daemon):
     journal: list[str] = []
-    daemon = make_daemon(tmp_path, [Recorder("storage", journal, drain_s=60)])
+    daemon = make_daemon([Recorder("storage", journal, drain_s=60)])
     task = asyncio.create_task(daemon.run())
     await eventually(lambda: daemon.state == "running", timeout_s=5)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -106,22 +123,23 @@ async def test_a_second_signal_cancels_at_once(tmp_path: Path):
     assert "storage stopped" in journal
 
 
-async def test_a_crashing_component_stops_the_daemon_with_a_non_zero_exit(tmp_path: Path):
+async def test_a_crashing_component_stops_the_daemon_with_a_non_zero_exit(make_daemon):
     journal: list[str] = []
-    daemon = make_daemon(tmp_path, [Recorder("feed", journal, crash=True),
+    daemon = make_daemon([Recorder("feed", journal, crash=True),
                                     Recorder("storage", journal)])
     assert await asyncio.wait_for(daemon.run(), timeout=10) == EXIT_CRASH
     assert "storage stopped" in journal and not daemon.status.socket_path.exists()
 
 
-async def test_a_reload_hands_components_only_the_sections_they_read(tmp_path: Path):
+async def test_a_reload_hands_components_only_the_sections_they_read(make_daemon):
     journal: list[str] = []
     reader = Recorder("trading", journal)
-    daemon = make_daemon(tmp_path, [reader])
+    daemon = make_daemon([reader])
     task = asyncio.create_task(daemon.run())
     await eventually(lambda: daemon.state == "running", timeout_s=5)
-    edited = {"daemon": {"state_dir": str(tmp_path / "state")},
-              "market": {"products": ["BTC-USD"]}, "risk": {"max_open_positions": 1}}
+    edited = tomllib.loads(daemon.watcher.path.read_text())
+    edited["market"]["products"] = ["BTC-USD"]
+    edited["risk"] = {"max_open_positions": 1}
     daemon.watcher.path.write_text(tomli_w.dumps(edited))
     os.kill(os.getpid(), signal.SIGHUP)
     await eventually(lambda: reader.applied, timeout_s=5)

@@ -19,7 +19,14 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO, DaemonProcess, http_get, start_daemon, wait_for
+from tests.helpers import (
+    REPO,
+    DaemonProcess,
+    http_get,
+    shipped_config,
+    start_daemon,
+    wait_for,
+)
 from trader import config as cfg
 
 DEFAULT = tomllib.loads((REPO / "config.toml").read_text())
@@ -116,8 +123,8 @@ corruptions = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def shared_daemon(tmp_path_factory: pytest.TempPathFactory):
-    running = start_daemon(tmp_path_factory.mktemp("corrupt") / "daemon")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory, sim_url: str):
+    running = start_daemon(tmp_path_factory.mktemp("corrupt") / "daemon", sim_url)
     yield running
     assert running.stop() == 0, running.log()
 
@@ -150,8 +157,9 @@ def test_corrupted_configs_never_crash_the_daemon_and_name_the_key_path(
     assert shared_daemon.proc.poll() is None
 
 
-def test_the_daemon_still_serves_after_the_corruptions(shared_daemon: DaemonProcess):
-    shared_daemon.config_path.write_text((REPO / "config.toml").read_text())
+def test_the_daemon_still_serves_after_the_corruptions(shared_daemon: DaemonProcess,
+                                                      sim_url: str):
+    shared_daemon.config_path.write_text(shipped_config(sim_url))
     shared_daemon.signal(signal.SIGHUP)
     wait_for(lambda: shared_daemon.status()["config"]["last_reload"]["outcome"] != "rejected",
              timeout_s=10)
@@ -186,15 +194,20 @@ def test_an_invalid_config_at_start_is_refused_with_every_error(tmp_path: Path):
     assert "config.toml: selector.top_n: must be >= 1, got 0" in result.stderr
 
 
-def test_sd_notify_ready_watchdog_and_stopping_over_a_real_datagram_socket(tmp_path: Path):
+def test_sd_notify_ready_watchdog_and_stopping_over_a_real_datagram_socket(tmp_path: Path,
+                                                                           sim_url: str):
     notify_path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
         sink.bind(str(notify_path))
-        sink.settimeout(20)
-        running = start_daemon(tmp_path / "d", wait_ready=False,
+        sink.settimeout(60)
+        running = start_daemon(tmp_path / "d", sim_url, wait_ready=False,
                                env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"})
         try:
-            messages = [sink.recv(4096).decode() for _ in range(4)]
+            messages = [sink.recv(4096).decode()]
+            while messages.count("WATCHDOG=1") < 3 or not messages[0].startswith("READY"):
+                messages.append(sink.recv(4096).decode())
+                if messages[-1].startswith("READY=1"):
+                    messages = [messages[-1]]  # watchdog pings may come before READY
             assert messages[0].startswith("READY=1\nSTATUS=paper mode, 3 products, config v1")
             assert messages[1:] == ["WATCHDOG=1"] * 3
             running.signal(signal.SIGTERM)
@@ -218,12 +231,14 @@ def test_status_socket_is_0600_and_serves_json_and_prometheus(daemon: DaemonProc
     assert snapshot["daemon"]["mode"] == "paper"
     assert snapshot["daemon"]["pid"] == daemon.proc.pid
     assert snapshot["daemon"]["rss_bytes"] > 10 * 2**20
-    assert snapshot["components"]["feed"] is None
+    assert snapshot["components"]["storage"] is None
+    assert snapshot["components"]["feed"]["subscribed_products"] == 3
     code, content_type, body = http_get(daemon.socket, "/metrics")
     metrics = body.decode()
     assert code == 200 and content_type.startswith("text/plain")
     assert re.search(r"^trader_uptime_s \d+(\.\d+)?$", metrics, re.M)
-    assert 'trader_component_running{component="feed"} 0' in metrics
+    assert 'trader_component_running{component="storage"} 0' in metrics
+    assert 'trader_component_running{component="feed"} 1' in metrics
     assert 'trader_component_running{component="config"} 1' in metrics
     assert re.search(r"^trader_config_version 1$", metrics, re.M)
 
@@ -260,19 +275,20 @@ def test_trader_status_says_clearly_when_no_daemon_runs(tmp_path: Path):
 
 # ---- log formats ---------------------------------------------------------------------------
 
-def test_under_journald_log_lines_are_plain_with_priority_and_no_timestamp(tmp_path: Path):
-    running = start_daemon(tmp_path / "d", env={"JOURNAL_STREAM": "8:1234"})
+def test_under_journald_log_lines_are_plain_with_priority_and_no_timestamp(tmp_path: Path,
+                                                                           sim_url: str):
+    running = start_daemon(tmp_path / "d", sim_url, env={"JOURNAL_STREAM": "8:1234"})
     assert running.stop() == 0
     lines = running.log().splitlines()
     assert lines[0] == "<6>trader.app: trader 0.1.0 starting with config.toml"
     assert all(re.match(r"^<\d>trader\.[a-z.]+: ", line) for line in lines)
 
 
-def test_json_log_format_writes_one_object_per_line(tmp_path: Path):
-    text = (REPO / "config.toml").read_text().replace('format = "auto"', 'format = "json"')
-    running = start_daemon(tmp_path / "d", config_text=text)
+def test_json_log_format_writes_one_object_per_line(tmp_path: Path, sim_url: str):
+    text = shipped_config(sim_url).replace('format = "auto"', 'format = "json"')
+    running = start_daemon(tmp_path / "d", sim_url, config_text=text)
     assert running.stop() == 0
     entries = [orjson.loads(line) for line in running.log().splitlines()]
     assert entries[0]["msg"] == "trader 0.1.0 starting with config.toml"
-    assert {e["level"] for e in entries} == {"info"}
+    assert {e["level"] for e in entries} <= {"info", "warning", "error"}
     assert all(e["ts"].endswith("Z") and e["logger"].startswith("trader.") for e in entries)

@@ -10,13 +10,14 @@ from tests.helpers import REPO
 
 LAYERS = {
     0: {"trader.types", "trader.money", "trader.clock", "trader.errors", "trader.ports",
-        "trader.config", "trader.log", "trader"},
+        "trader.config", "trader.log"},
     1: {"trader.kernels"},
     2: {"trader.market", "trader.indicators", "trader.selector", "trader.strategy",
         "trader.registry", "trader.risk", "trader.engine"},
     3: {"trader.coinbase", "trader.execution", "trader.store", "trader.reload", "trader.status",
         "trader.systemd", "trader.simulator"},
-    4: {"trader.cli", "trader.__main__", "trader.app", "trader.backtest", "trader.statusview"},
+    4: {"trader.cli", "trader.__main__", "trader.app", "trader.backtest", "trader.statusview",
+        "trader.demo"},
 }
 # Third-party packages each layer may use; None: any.
 ALLOWED_PACKAGES = {0: set(), 1: {"numpy", "numba"}, 2: {"numpy", "numba"}, 3: None, 4: None}
@@ -26,6 +27,8 @@ FORBIDDEN_IN_L2 = {"asyncio", "aiohttp", "asyncpg", "socket", "subprocess"}  # s
 
 def layer_of(module: str) -> int:
     """The layer of a trader module: the longest matching prefix in LAYERS."""
+    if module == "trader" or (module.startswith("trader.__") and module != "trader.__main__"):
+        return 0  # the package itself and its dunders (__version__)
     best: tuple[int, int] | None = None
     for layer, prefixes in LAYERS.items():
         for prefix in prefixes:
@@ -106,3 +109,12 @@ def test_the_check_catches_an_upward_import_and_a_forbidden_package():
     assert violations("import asyncio", "trader.market") == [
         "trader.market (L2, sync, no I/O) imports asyncio"]
     assert violations("import numpy\nfrom trader.config import parse", "trader.kernels.ring") == []
+
+
+def test_a_module_missing_from_the_layer_map_is_an_error():
+    try:
+        layer_of("trader.brand_new")
+    except AssertionError as exc:
+        assert "add it to LAYERS" in str(exc)
+    else:
+        raise AssertionError("an unmapped module was given a layer")

@@ -12,9 +12,10 @@ import aiohttp
 import numpy as np
 import pytest
 
+from trader.kernels.series import CandleArrays
 from trader.simulator.server import Faults, Simulator
 from trader.simulator.tape import tape_from_candles
-from trader.store.history import CandleArrays, read_candle_file
+from trader.store.history import read_candle_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 START_S = 1522886400  # 2018-04-05 00:00 UTC: all three files have this day

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import stat
 from pathlib import Path
 
@@ -23,7 +24,8 @@ SNAPSHOT = {
                "counters": {"version": 3, "reloads_rejected": 1}},
     "products": ["BTC-USD", "ETH-USD"],
     "components": {
-        "feed": {"connected": True, "counters": {"frames": 120, "bad_frames": 2}},
+        "feed": {"connected": True, "counters": {"frames_per_s": 120.5, "bad_frames": 2,
+                                                 "bad_frames_bad_json": 2}},
         "market": {"products": {"BTC-USD": {"close": 64000.5, "bars": 10},
                                 "ETH-USD": {"close": 3100.25, "bars": 10}}},
         "selector": None, "strategies": None, "trading": None, "risk": None, "storage": None,
@@ -39,7 +41,7 @@ def test_metrics_export_counters_and_per_product_figures_with_labels():
     assert f"trader_rss_bytes {80 * 2**20}" in lines
     assert 'trader_component_running{component="feed"} 1' in lines
     assert 'trader_component_running{component="storage"} 0' in lines
-    assert "trader_feed_bad_frames 2" in lines
+    assert "trader_feed_bad_frames 2" in lines and "trader_feed_frames_per_s 120.5" in lines
     assert 'trader_market_close{product="BTC-USD"} 64000.5' in lines
     assert lines.count("# TYPE trader_market_close gauge") == 1
     assert text.endswith("\n")
@@ -60,7 +62,8 @@ def test_view_fits_an_80x24_terminal_and_shows_what_matters():
     assert "config v3 (rejected 50s ago)" in " ".join(lines[:2]).replace("  ", " ")
     assert "risk.max_position_usd: must be > 0 USD, got -5" in text
     assert "changed, waiting for a restart: daemon.mode" in text
-    assert "frames" in text and "120" in text
+    assert re.search(r"frames per s\s+120.5", text) and re.search(r"bad frames\s+2", text)
+    assert "bad_json" not in text  # detail stays in --json and /metrics
     assert "not running" in text
     assert "64,000.5" in text and "3,100.25" in text
 

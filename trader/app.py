@@ -14,8 +14,12 @@ from typing import Any
 
 import uvloop
 
-from trader import __version__, log
+from trader import __version__, kernels, log
 from trader import config as cfg
+from trader.coinbase.feed import MarketFeed
+from trader.coinbase.repair import CandleRepairer
+from trader.engine import Engine
+from trader.market import Market
 from trader.ports import Component, Drains, Reconfigurable
 from trader.reload import ConfigWatcher, ReloadResult, read_config
 from trader.status import StatusServer, read_rss_bytes
@@ -26,6 +30,7 @@ logger = logging.getLogger(__name__)
 # Status panels of parts that later issues add; until a component of that name runs, its
 # snapshot is null and the view says "not running".
 PLANNED_COMPONENTS = ("feed", "market", "selector", "strategies", "trading", "risk", "storage")
+READY_WAIT_S = 30.0  # READY waits this long at most for the first subscription ack
 # Shutdown drains intake first and the journal last (DESIGN.md section 4).
 SHUTDOWN_ORDER = ("feed", "market", "strategies", "trading", "storage", "journal")
 
@@ -63,7 +68,15 @@ class Daemon:
             config_path, config, self._apply_change, config.daemon.reload_poll_s,
             on_reloading=self.notifier.reloading, on_reloaded=self._reloaded)
         self.status = StatusServer(status_socket_path(config), self.snapshot)
-        self.components: list[Component] = [self.watcher, self.status, self.notifier]
+        self.market = build_market(config)
+        self.repairer = CandleRepairer(self.market, config.coinbase.rest_url,
+                                       config.coinbase.public_rest_rps)
+        self.engine = Engine(self.market, self.repairer.wake)
+        self.market_feed = MarketFeed(config.coinbase.ws_url, config.market.products,
+                                      self.engine, config.coinbase.stale_after_s)
+        self.components: list[Component] = [self.watcher, self.status, self.notifier,
+                                            self.market_feed, self.repairer]
+        self.parts: list[Any] = [self.engine]  # reconfigured and reported, but run no task
         self._stop = asyncio.Event()
         self._stop_signals = 0
         self._main: asyncio.Task | None = None
@@ -76,6 +89,7 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 await self._startup()
                 tasks = [group.create_task(c.run(), name=c.name) for c in self.components]
+                await self._first_subscription()
                 self.state = "running"
                 self.notifier.ready(self._status_line())
                 logger.info("running: %s", self._status_line())
@@ -99,6 +113,16 @@ class Daemon:
         state_dir = Path(self.config.daemon.state_dir)
         await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
         await self.status.start()
+        started = time.monotonic()
+        await asyncio.to_thread(kernels.warmup)
+        logger.info("kernels ready in %.2f s", time.monotonic() - started)
+
+    async def _first_subscription(self) -> None:
+        try:
+            await asyncio.wait_for(self.market_feed.subscribed.wait(), READY_WAIT_S)
+        except TimeoutError:
+            logger.warning("no subscription ack within %.0f s; reporting ready anyway",
+                           READY_WAIT_S)
 
     async def _shutdown(self) -> bool:
         """Drain components in SHUTDOWN_ORDER within the deadline; True when all finished."""
@@ -152,7 +176,7 @@ class Daemon:
             section = getattr(self.config, name)
             if name == "log":
                 configure_logging(section, self.environ)
-            for component in self.components:
+            for component in [*self.components, *self.parts]:
                 if isinstance(component, Reconfigurable) and name in component.config_sections:
                     component.apply_section(name, section)
 
@@ -168,7 +192,7 @@ class Daemon:
         """Everything the status view shows; null for components that are not running."""
         now_ns = time.time_ns()
         components: dict[str, Any] = dict.fromkeys(PLANNED_COMPONENTS)
-        components.update({c.name: c.snapshot() for c in self.components})
+        components.update({c.name: c.snapshot() for c in [*self.components, *self.parts]})
         return {
             "daemon": {
                 "version": __version__, "pid": os.getpid(), "state": self.state,
@@ -180,6 +204,14 @@ class Daemon:
             "products": list(self.config.market.products),
             "components": components,
         }
+
+
+def build_market(config: cfg.Config) -> Market:
+    """The candle builder and windows for the configured products and intervals."""
+    section = config.market
+    intervals_s = [cfg.interval_seconds(i) for i in section.intervals]
+    return Market(section.products, intervals_s, section.window_bars, section.close_grace_ms,
+                  section.warmup_bars, max_slots=max(64, 2 * len(section.products)))
 
 
 def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:

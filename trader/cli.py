@@ -44,6 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(init)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_init)
+
+    sim = commands.add_parser("sim", help="a Coinbase simulator on loopback (offline tests)")
+    sim.add_argument("--data", action="append", default=[], metavar="PRODUCT=FILE",
+                     help="a 1-minute candle file to replay (default: the bundled sample)")
+    sim.add_argument("--speed", type=float, default=1.0, help="exchange seconds per second")
+    sim.add_argument("--start", type=int, help="exchange start time, unix s (default: first bar)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=0, help="0: a free port")
+    sim.add_argument("--seed", type=int, default=0, help="fault generator seed")
+    for fault in ("drop", "gap", "malformed", "oversized", "stall"):
+        sim.add_argument(f"--{fault}-rate", type=float, default=0.0, metavar="P",
+                         help=f"probability of a {fault} fault per frame")
+    sim.set_defaults(handler=_sim)
+
+    demo = commands.add_parser("demo", help="offline: simulator + paper daemon + status view")
+    demo.add_argument("--duration", type=float, metavar="S",
+                      help="run S seconds, print one status frame and exit")
+    demo.set_defaults(handler=_demo)
     return parser
 
 
@@ -68,6 +86,36 @@ def _status(args: argparse.Namespace) -> int:
         config = parsed if isinstance(parsed, cfg.Config) else cfg.Config()
         socket = status_socket_path(config)
     return show_status(socket, once=args.once, raw_json=args.json)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import uvloop
+
+    from trader.simulator.run import build, bundled_sources, serve
+    from trader.simulator.server import Faults
+
+    sources = bundled_sources()
+    if args.data:
+        sources = dict(spec.split("=", 1) for spec in args.data)
+        sources = {product: Path(path) for product, path in sources.items()}
+    faults = Faults(seed=args.seed, drop_rate=args.drop_rate, gap_rate=args.gap_rate,
+                    malformed_rate=args.malformed_rate, oversized_rate=args.oversized_rate,
+                    stall_rate=args.stall_rate, stall_s=5.0)
+    simulator = build(sources, args.speed, faults, args.start)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(simulator, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from trader.demo import run_demo
+
+    return run_demo(args.duration)
 
 
 def _check_config(args: argparse.Namespace) -> int:

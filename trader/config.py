@@ -135,6 +135,10 @@ class MarketConfig:
         unit="ms", min=0, max=60_000)
     window_bars: int = key(1000, "bars kept per product and interval", "int", unit="bars",
                            min=10, max=1_000_000, restart=True)
+    warmup_bars: int = key(
+        300, "1-minute bars fetched from REST at start, before the first live minute (the "
+        "start is aligned to the longest interval, so its first bar is complete)", "int",
+        unit="bars", min=0, max=100_000, restart=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,16 @@ from rich.table import Table
 from rich.text import Text
 
 REFRESH_HZ = 2.0
-PANELS = (("feed", "Feed"), ("trading", "Trading"), ("risk", "Risk limits"),
-          ("storage", "Database writer"), ("selector", "Selector"), ("strategies", "Strategies"))
+PANELS = (("feed", "Feed"), ("market", "Candles"), ("trading", "Trading"),
+          ("risk", "Risk limits"), ("storage", "Database writer"), ("strategies", "Strategies"))
+PRODUCT_COLUMNS = ("close", "bid", "ask", "volume_1m", "bars", "rank", "score", "signal")
+# What a panel shows when its component reports more than fits (all of it is in --json).
+PANEL_FIELDS = {
+    "feed": ("connected", "frames_per_s", "trades_per_s", "last_frame_age_s", "connections",
+             "sequence_gaps", "bad_frames"),
+    "market": ("last_bar", "minutes_emitted", "minutes_repaired", "minutes_held",
+               "late_trades"),
+}
 
 
 class NoDaemon(Exception):
@@ -119,32 +127,35 @@ def _panel_grid(components: dict[str, Any]) -> RenderableType:
     grid = Table.grid(expand=True, padding=(0, 0))
     for _ in range(columns):
         grid.add_column(ratio=1)
-    bodies = [(title, components.get(name)) for name, title in PANELS]
-    for start in range(0, len(bodies), columns):
-        row = bodies[start:start + columns]
-        height = 2 + max(len(_panel_items(body)) or 1 for _, body in row)
-        grid.add_row(*(_component_panel(title, body, height) for title, body in row))
+    items = [(title, _panel_items(name, components.get(name))) for name, title in PANELS]
+    for start in range(0, len(items), columns):
+        row = items[start:start + columns]
+        height = 2 + max(len(fields or {}) or 1 for _, fields in row)
+        grid.add_row(*(_component_panel(title, fields, height) for title, fields in row))
     return grid
 
 
-def _component_panel(title: str, body: dict[str, Any] | None, height: int) -> Panel:
-    if body is None:
+def _component_panel(title: str, fields: dict[str, Any] | None, height: int) -> Panel:
+    if fields is None:
         return Panel(Text("not running", style="dim"), title=title, box=box.ROUNDED,
                      height=height)
     table = Table.grid(padding=(0, 1))
     table.add_column(style="cyan", no_wrap=True)
     table.add_column(overflow="fold")
-    for name, value in _panel_items(body).items():
-        table.add_row(name, _value(value))
+    for name, value in fields.items():
+        table.add_row(name.replace("_", " "), _value(value))
     return Panel(table, title=title, box=box.ROUNDED, height=height)
 
 
-def _panel_items(body: dict[str, Any] | None) -> dict[str, Any]:
+def _panel_items(name: str, body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The figures a panel shows; None when the component is not running."""
     if body is None:
-        return {}
+        return None
     scalars = {k: v for k, v in body.items()
                if k not in ("counters", "products") and not isinstance(v, dict | list)}
-    return {**scalars, **body.get("counters", {})}
+    everything = {**scalars, **body.get("counters", {})}
+    chosen = PANEL_FIELDS.get(name)
+    return everything if chosen is None else {k: everything.get(k) for k in chosen}
 
 
 def _products(products: list[str], components: dict[str, Any]) -> RenderableType:
@@ -152,10 +163,11 @@ def _products(products: list[str], components: dict[str, Any]) -> RenderableType
     rows = (market or {}).get("products", {})
     table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left",
                   title="Products" + ("" if market else " (market data not running)"))
-    columns = sorted({name for figures in rows.values() for name in figures})
+    present = {name for figures in rows.values() for name in figures}
+    columns = [c for c in PRODUCT_COLUMNS if c in present] + sorted(present - set(PRODUCT_COLUMNS))
     table.add_column("product", style="bold")
     for name in columns:
-        table.add_column(name, justify="right")
+        table.add_column(name.replace("_", " "), justify="right")
     for product in products:
         figures = rows.get(product, {})
         table.add_row(product, *(_value(figures.get(name)) for name in columns))

@@ -86,3 +86,29 @@ class Product:
     post_only: bool
     price: float | None
     volume_24h: float
+
+
+class Action(enum.StrEnum):
+    """What a strategy's decision asks for on one product."""
+
+    HOLD = "hold"
+    ENTER_LONG = "enter_long"
+    EXIT = "exit"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One strategy decision for one product at a bar close.
+
+    `bar_time_ns` is the open of the bar that closed; `score` is in [-1, 1] (> 0 bullish);
+    `stop` and `take_profit` are prices, None when the strategy sets none.
+    """
+
+    strategy: str
+    product_id: str
+    bar_time_ns: int
+    score: float
+    action: Action
+    stop: float | None
+    take_profit: float | None
+    reason: str

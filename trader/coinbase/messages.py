@@ -306,7 +306,8 @@ def _fast_trades(trades: list[Any]) -> list[Trade]:
     new_trade = _new_trade
     out: list[Trade] = []
     append = out.append
-    last_text, time_ns = None, 0
+    last_text: object = _fast_trades  # equal to no wire value, so the first time is parsed
+    time_ns = 0
     for t in trades:
         text = t["time"]
         if text != last_text:  # the fills of one taker order share a time

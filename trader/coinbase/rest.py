@@ -18,7 +18,7 @@ import aiohttp
 
 from trader.coinbase import messages, rest_bodies
 from trader.errors import FrameError, TraderError
-from trader.store.history import CandleArrays
+from trader.kernels.series import CandleArrays
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from trader.errors import FrameError
-from trader.store.history import CandleArrays
+from trader.kernels.series import CandleArrays
 from trader.types import Product
 
 _CANDLE_FIELDS = ("open", "high", "low", "close", "volume")

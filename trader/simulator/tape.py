@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trader.store.history import CandleArrays
+from trader.kernels.series import CandleArrays
 
 # Offsets of the four prints within a bar, as fractions of the bar length.
 PRINT_OFFSETS = (0.05, 0.3, 0.55, 0.9)

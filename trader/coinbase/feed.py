@@ -1,0 +1,309 @@
+"""The market-data websocket session: connect, subscribe, read, check, reconnect.
+
+One connection carries heartbeats, market_trades and ticker for every configured product.
+Each connection's `sequence_num` must rise by one per frame; a jump, a reconnect or a silent
+feed means prints may be missing, and the sink is told which stretch of exchange time is
+suspect (`on_gap`) so those minutes are repaired from REST. Trades already seen (a snapshot
+after a reconnect repeats up to 100) are dropped by trade id. Malformed frames are counted by
+reason and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import aiohttp
+
+from trader.coinbase import messages
+from trader.errors import FrameError
+from trader.types import Heartbeat, Quote, Trade
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("heartbeats", "market_trades", "ticker")
+PRODUCTS_PER_SUBSCRIBE = 100
+MAX_MSG_SIZE = 16 * 2**20  # a level2 snapshot of BTC-USD alone is 5 MB
+GAP_MARGIN_NS = 1_000_000_000  # prints of a lost frame may predate the last frame's stamp
+YIELD_EVERY = 64  # frames read before letting other tasks run
+
+
+class FeedSink(Protocol):
+    """Where the feed delivers what it read; every call is synchronous."""
+
+    def on_trades(self, trades: list[Trade]) -> None: ...
+
+    def on_quote(self, quote: Quote) -> None: ...
+
+    def on_heartbeat(self, heartbeat: Heartbeat) -> None: ...
+
+    def on_gap(self, from_ns: int, to_ns: int) -> None: ...
+
+
+class Backoff:
+    """Capped full-jitter backoff: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
+
+    def __init__(self, base_s: float, cap_s: float, rng: random.Random) -> None:
+        self.base_s, self.cap_s, self._rng = base_s, cap_s, rng
+        self.attempt = 0
+
+    def next_s(self) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2**self.attempt)
+        self.attempt += 1
+        return self._rng.uniform(self.base_s / 2, max(self.base_s / 2, ceiling))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class MarketFeed:
+    """Runs the websocket session for the configured products until cancelled."""
+
+    name = "feed"
+    config_sections = ("market", "coinbase")
+
+    def __init__(self, ws_url: str, products: Iterable[str], sink: FeedSink,
+                 stale_after_s: float, *, rng: random.Random | None = None,
+                 backoff_base_s: float = 0.25, backoff_cap_s: float = 30.0,
+                 stable_after_s: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.ws_url = ws_url
+        self.products: tuple[str, ...] = tuple(products)
+        self.stale_after_s = stale_after_s
+        self._sink = sink
+        self._backoff = Backoff(backoff_base_s, backoff_cap_s, rng or random.Random())
+        self._stable_after_s = stable_after_s
+        self._monotonic = monotonic
+        self._control: asyncio.Queue[bytes] = asyncio.Queue()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._last_seq = -1
+        self._last_time_ns: int | None = None  # exchange time of the last good frame
+        self._reconnected = False
+        self._high_trade_id: dict[str, int] = {}
+        self._last_frame_at: float | None = None
+        self.counters = collections.Counter[str]()
+        self.bad_frames = collections.Counter[str]()
+        self._rates = _Rates(monotonic)
+        self.subscribed = asyncio.Event()  # set by the first subscriptions ack
+        self._stopping = False
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    def apply_section(self, name: str, section: Any) -> None:
+        if name == "market":
+            self.set_products(section.products)
+        elif name == "coinbase":
+            self.stale_after_s = section.stale_after_s
+
+    def set_products(self, products: Iterable[str]) -> None:
+        """Subscribe to new products and unsubscribe from dropped ones, on the open socket."""
+        new = tuple(products)
+        added = [p for p in new if p not in self.products]
+        removed = [p for p in self.products if p not in new]
+        self.products = new
+        if self._ws is None:
+            return  # the next connection subscribes to the new list
+        for channel in ("market_trades", "ticker"):
+            for chunk in _chunks(added):
+                self._control.put_nowait(messages.subscribe_message(channel, chunk))
+            for chunk in _chunks(removed):
+                self._control.put_nowait(messages.unsubscribe_message(channel, chunk))
+        for product in removed:
+            self._high_trade_id.pop(product, None)
+
+    # ---- the session loop -------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop intake: close the socket and do not reconnect (shutdown)."""
+        self._stopping = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while not self._stopping:
+                started = self._monotonic()
+                try:
+                    await self._session(session)
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    self.counters["connect_errors"] += 1
+                    log.warning("market feed: %s: %s", type(exc).__name__, exc)
+                finally:
+                    self._ws = None
+                if self._stopping:
+                    break
+                if self._monotonic() - started >= self._stable_after_s:
+                    self._backoff.reset()
+                self._reconnected = True
+                delay = self._backoff.next_s()
+                log.info("market feed: reconnecting in %.2f s", delay)
+                await asyncio.sleep(delay)
+
+    async def _session(self, session: aiohttp.ClientSession) -> None:
+        async with session.ws_connect(self.ws_url, max_msg_size=MAX_MSG_SIZE,
+                                      autoclose=True, autoping=True) as ws:
+            self._ws = ws
+            self._last_seq = -1
+            self.counters["connections"] += 1
+            self._drain_control()  # the fresh subscribe below covers any pending change
+            for frame in self._subscribe_frames():
+                await ws.send_bytes(frame)
+            sender = asyncio.create_task(self._send_control(ws), name="feed-control")
+            try:
+                await self._read(ws)
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        since_yield = 0
+        while True:
+            try:
+                message = await ws.receive(timeout=self.stale_after_s)
+            except TimeoutError:
+                self.counters["stale_reconnects"] += 1
+                log.warning("market feed silent for %.1f s; reconnecting", self.stale_after_s)
+                return
+            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                self._log_close(ws, message)
+                return
+            self.on_raw_frame(message.data)
+            since_yield += 1
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                await asyncio.sleep(0)
+
+    def _log_close(self, ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> None:
+        self.counters["disconnects"] += 1
+        if message.type == aiohttp.WSMsgType.ERROR:
+            log.warning("market feed error: %s", ws.exception())
+        else:
+            log.warning("market feed closed (%s, code %s)", message.type.name, ws.close_code)
+
+    def _subscribe_frames(self) -> list[bytes]:
+        frames = [messages.subscribe_message("heartbeats")]
+        for channel in ("market_trades", "ticker"):
+            frames += [messages.subscribe_message(channel, chunk)
+                       for chunk in _chunks(self.products)]
+        return frames
+
+    async def _send_control(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            await ws.send_bytes(await self._control.get())
+
+    def _drain_control(self) -> None:
+        while not self._control.empty():
+            self._control.get_nowait()
+
+    # ---- one frame --------------------------------------------------------------------------
+
+    def on_raw_frame(self, raw: bytes | str) -> None:
+        """Check and deliver one frame (synchronous: nothing awaits from frame to sink)."""
+        self._last_frame_at = self._monotonic()
+        self.counters["frames"] += 1
+        try:
+            frame = messages.parse_frame(raw)
+        except FrameError as exc:
+            self.bad_frames[exc.reason] += 1
+            return
+        if frame.sequence_num is None:  # an error frame: a subscribe failed
+            self.counters["server_errors"] += 1
+            log.error("market feed: server error: %s", frame.values[0].message)
+            return
+        if not self._in_sequence(frame.sequence_num, frame.timestamp_ns):
+            return
+        if not frame.ignored:
+            self._deliver(frame)
+
+    def _in_sequence(self, sequence_num: int, timestamp_ns: int) -> bool:
+        if sequence_num <= self._last_seq:
+            self.counters["stale_frames"] += 1
+            return False
+        gap = sequence_num > self._last_seq + 1 and self._last_seq >= 0
+        if gap:
+            self.counters["sequence_gaps"] += 1
+        if (gap or self._reconnected) and self._last_time_ns is not None:
+            self._sink.on_gap(self._last_time_ns - GAP_MARGIN_NS, timestamp_ns)
+        self._reconnected = False
+        self._last_seq = sequence_num
+        self._last_time_ns = timestamp_ns
+        return True
+
+    def _deliver(self, frame: messages.Frame) -> None:
+        if frame.channel == "market_trades":
+            fresh = self._fresh_trades(frame.values)
+            if fresh:
+                self._sink.on_trades(fresh)
+        elif frame.channel == "heartbeats":
+            for heartbeat in frame.values:
+                self._sink.on_heartbeat(heartbeat)
+        elif frame.channel == "ticker":
+            for quote in frame.values:
+                self._sink.on_quote(quote)
+        elif frame.channel == "subscriptions":
+            self.subscribed.set()
+
+    def _fresh_trades(self, trades: tuple[Any, ...]) -> list[Trade]:
+        """Trades not seen before, oldest first; a jump in a product's trade ids is a gap."""
+        fresh = []
+        high = self._high_trade_id
+        for trade in reversed(trades):  # the wire lists newest first
+            last = high.get(trade.product_id)
+            if last is not None and trade.trade_id <= last:
+                self.counters["repeated_trades"] += 1
+                continue
+            if last is not None and trade.trade_id > last + 1:
+                self.counters["trade_id_gaps"] += 1
+                self._sink.on_gap(trade.time_ns - GAP_MARGIN_NS, trade.time_ns)
+            high[trade.product_id] = trade.trade_id
+            fresh.append(trade)
+        self.counters["trades"] += len(fresh)
+        return fresh
+
+    # ---- status -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        frames_per_s, trades_per_s = self._rates.sample(self.counters["frames"],
+                                                        self.counters["trades"])
+        age = None if self._last_frame_at is None else self._monotonic() - self._last_frame_at
+        return {
+            "connected": self._ws is not None,
+            "subscribed_products": len(self.products),
+            "counters": {
+                "frames_per_s": round(frames_per_s, 1), "trades_per_s": round(trades_per_s, 1),
+                "last_frame_age_s": None if age is None else round(age, 3),
+                **dict(self.counters),
+                "bad_frames": sum(self.bad_frames.values()),
+                **{f"bad_frames_{reason}": n for reason, n in self.bad_frames.items()},
+            },
+        }
+
+
+class _Rates:
+    """Frames and trades per second over the last ten seconds of snapshots."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+        self._samples = collections.deque([(monotonic(), 0, 0)])  # (time, frames, trades)
+
+    def sample(self, frames: int, trades: int) -> tuple[float, float]:
+        now = self._monotonic()
+        self._samples.append((now, frames, trades))
+        while len(self._samples) > 2 and now - self._samples[0][0] > 10:
+            self._samples.popleft()
+        then, old_frames, old_trades = self._samples[0]
+        span = now - then
+        if span <= 0:
+            return 0.0, 0.0
+        return (frames - old_frames) / span, (trades - old_trades) / span
+
+
+def _chunks(items: Iterable[str]) -> list[list[str]]:
+    items = list(items)
+    return [items[i:i + PRODUCTS_PER_SUBSCRIBE]
+            for i in range(0, len(items), PRODUCTS_PER_SUBSCRIBE)]
