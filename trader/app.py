@@ -211,7 +211,7 @@ def build_market(config: cfg.Config) -> Market:
     section = config.market
     intervals_s = [cfg.interval_seconds(i) for i in section.intervals]
     return Market(section.products, intervals_s, section.window_bars, section.close_grace_ms,
-                  section.warmup_bars, max_slots=max(64, 2 * len(section.products)))
+                  section.warmup_bars)
 
 
 def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:

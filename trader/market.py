@@ -53,7 +53,7 @@ class Market:
     """Owns the candle builder, the emission queue and one window per interval."""
 
     def __init__(self, products: Iterable[str], intervals_s: Iterable[int], capacity: int,
-                 grace_ms: int, warmup_bars: int, max_slots: int = 64) -> None:
+                 grace_ms: int, warmup_bars: int, spare_slots: int = 8) -> None:
         self.intervals_s = sorted(set(intervals_s) | {60})
         self.capacity = capacity
         self.grace_ns = grace_ms * 1_000_000
@@ -64,9 +64,9 @@ class Market:
         self.counters = collections.Counter[str]()
         self.last_emitted_s: int | None = None
         self._pending_dirty: dict[int, np.ndarray] = {}  # not yet closed minute -> slot mask
-        self._allocate(max(max_slots, 2 * len(list(products)) or 2))
-        self._products_wanted = list(dict.fromkeys(products))
-        for product_id in self._products_wanted:
+        wanted = list(dict.fromkeys(products))
+        self._allocate(len(wanted) + spare_slots)
+        for product_id in wanted:
             self._open_slot(product_id)
         self._started = False
 
@@ -79,9 +79,38 @@ class Market:
         self._rows = np.empty((n_slots, ck.FIELDS))
         self._free = list(range(n_slots - 1, -1, -1))
 
+    def _grow(self) -> None:
+        """Double the slot count, keeping every array's contents (the windows stay aligned)."""
+        old, new = len(self._rows), 2 * len(self._rows)
+        builder = ck.new_builder(new)
+        builder.clock[:] = self.builder.clock
+        builder.acc[:, :old] = self.builder.acc
+        builder.last[:old] = self.builder.last
+        builder.active[:old] = self.builder.active
+        self.builder = builder
+        for interval_s, window in self.windows.items():
+            grown = ring.new_window(new, self.capacity)
+            grown.buf[:old] = window.buf
+            grown.head[:] = window.head
+            grown.count[:old] = window.count
+            self.windows[interval_s] = grown
+        for interval_s, fold in self.folds.items():
+            grown_fold = ck.new_interval(new, interval_s)
+            grown_fold.agg[:old] = fold.agg
+            grown_fold.meta[:] = fold.meta
+            self.folds[interval_s] = grown_fold
+        for queued in self.queue:
+            queued.rows = _padded(queued.rows, new, np.nan)
+            queued.rows[:, ck.TIME] = queued.minute_s
+            queued.dirty = _padded(queued.dirty, new, False)
+        self._pending_dirty = {m: _padded(d, new, False) for m, d in self._pending_dirty.items()}
+        self._rows = np.empty((new, ck.FIELDS))
+        self._free = list(range(new - 1, old - 1, -1)) + self._free
+        self.counters["slot_growths"] += 1
+
     def _open_slot(self, product_id: str) -> int:
         if not self._free:
-            raise RuntimeError("no free product slot; raise max_slots")
+            self._grow()
         slot = self._free.pop()
         self.slots[product_id] = slot
         ck.open_slot(self.builder.acc, self.builder.last, self.builder.active, slot)
@@ -107,8 +136,9 @@ class Market:
         for product_id in added:
             slot = self._open_slot(product_id)
             if self._started:  # its current minute began before it was subscribed
-                self._mark_open_minutes_dirty(np.eye(1, len(self._rows), slot, dtype=bool)[0])
-        self._products_wanted = wanted
+                mask = np.zeros(len(self._rows), bool)
+                mask[slot] = True
+                self._mark_open_minutes_dirty(mask)
         return added, removed
 
     # ---- input ------------------------------------------------------------------------------
@@ -176,9 +206,10 @@ class Market:
         minute = int(self.builder.clock[ck.CLOCK_MINUTE])
         return minute * 60 if minute >= 0 else 0
 
-    def _mark_open_minutes_dirty(self, mask: np.ndarray) -> None:
+    def _mark_open_minutes_dirty(self, mask: np.ndarray, count: int = 2) -> None:
+        """The open minute, and the next one (trades of it fold during the grace), if asked."""
         open_s = self._open_minute_s()
-        for minute_s in (open_s, open_s + 60):
+        for minute_s in range(open_s, open_s + 60 * count, 60):
             self._pending_dirty.setdefault(minute_s, np.zeros_like(mask))[:] |= mask
 
     # ---- start: warm-up history and the partial first minute --------------------------------
@@ -195,7 +226,7 @@ class Market:
             rows[:, ck.TIME] = minute_s
             self.queue.append(QueuedMinute(minute_s, rows, active.copy()))
         self.builder.clock[ck.CLOCK_MINUTE] = first_minute_s // 60
-        self._mark_open_minutes_dirty(active)
+        self._mark_open_minutes_dirty(active, count=1)  # nothing of the next was folded yet
 
     # ---- closing and emitting ---------------------------------------------------------------
 
@@ -306,6 +337,12 @@ class Market:
             "counters": {**dict(self.counters), "minutes_held": len(self.queue)},
             "products": products,
         }
+
+
+def _padded(values: np.ndarray, length: int, fill: Any) -> np.ndarray:
+    """`values` extended along its first axis to `length` with `fill`."""
+    shape = (length - len(values), *values.shape[1:])
+    return np.concatenate([values, np.full(shape, fill, dtype=values.dtype)])
 
 
 def _utc_minute(time_s: int | None) -> str | None:
