@@ -22,6 +22,7 @@ from trader.engine import Engine
 from trader.market import Market
 from trader.ports import Component, Drains, Reconfigurable
 from trader.reload import ConfigWatcher, ReloadResult, read_config
+from trader.selector import Selector
 from trader.status import StatusServer, read_rss_bytes
 from trader.systemd import Notifier
 
@@ -76,7 +77,8 @@ class Daemon:
                                       self.engine, config.coinbase.stale_after_s)
         self.components: list[Component] = [self.watcher, self.status, self.notifier,
                                             self.market_feed, self.repairer]
-        self.parts: list[Any] = [self.engine]  # reconfigured and reported, but run no task
+        self.selector = Selector(config.selector, self.market)
+        self.parts: list[Any] = [self.engine, self.selector]  # reconfigured, reported; no task
         self._stop = asyncio.Event()
         self._stop_signals = 0
         self._main: asyncio.Task | None = None

@@ -160,7 +160,10 @@ def _panel_items(name: str, body: dict[str, Any] | None) -> dict[str, Any] | Non
 
 def _products(products: list[str], components: dict[str, Any]) -> RenderableType:
     market = components.get("market")
-    rows = (market or {}).get("products", {})
+    rows: dict[str, dict[str, Any]] = {}
+    for name in ("market", "selector"):
+        for product, figures in ((components.get(name) or {}).get("products") or {}).items():
+            rows.setdefault(product, {}).update(figures)
     table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left",
                   title="Products" + ("" if market else " (market data not running)"))
     present = {name for figures in rows.values() for name in figures}

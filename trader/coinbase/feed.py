@@ -179,6 +179,8 @@ class MarketFeed:
                 await asyncio.sleep(0)
 
     def _log_close(self, ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> None:
+        if self._stopping:
+            return
         self.counters["disconnects"] += 1
         if message.type == aiohttp.WSMsgType.ERROR:
             log.warning("market feed error: %s", ws.exception())
