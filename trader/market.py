@@ -28,6 +28,7 @@ from trader.kernels.series import CandleArrays
 from trader.types import Trade
 
 MINUTE_NS = ck.MINUTE_NS
+_FOLD_COUNTER = {ck.FOLD_OK: "trades", ck.FOLD_LATE: "late_trades", ck.FOLD_BAD: "bad_trades"}
 BarListener = Callable[[int, int], None]  # (interval_s, bar_time_s)
 
 
@@ -149,6 +150,9 @@ class Market:
         if not self._started:  # the first heartbeat starts the clock; history comes from REST
             self.counters["trades_before_start"] += len(trades)
             return
+        if len(trades) == 1:
+            self._fold_single(trades[0])
+            return
         known = [t for t in trades if t.product_id in slots]
         if not known:
             return
@@ -159,6 +163,22 @@ class Market:
         sizes = np.fromiter((t.size for t in known), np.float64, n)
         self._fold(slot_ids, times, prices, sizes)
         self.advance(int(times.max()))
+
+    def _fold_single(self, trade: Trade) -> None:
+        """The one-trade frame, most of them live: one kernel call with scalar arguments."""
+        slot = self.slots.get(trade.product_id)
+        if slot is None:
+            return
+        b = self.builder
+        code = ck.fold_trade(b.clock, b.acc, b.active, slot, trade.time_ns, trade.price,
+                             trade.size)
+        if code == ck.FOLD_PENDING:
+            for _ in range(ck.closes_needed(b.clock, trade.time_ns)):
+                self._close_minute()
+            code = ck.fold_trade(b.clock, b.acc, b.active, slot, trade.time_ns, trade.price,
+                                 trade.size)
+        self.counters[_FOLD_COUNTER[code]] += 1
+        self.advance(trade.time_ns)
 
     def _fold(self, slot_ids, times, prices, sizes) -> None:
         b = self.builder
@@ -180,10 +200,26 @@ class Market:
         """Exchange time reached `exchange_ns` (a trade or heartbeat): close due minutes."""
         if not self._started:
             self._start(exchange_ns)
+        if exchange_ns < self._due_ns:
+            return  # the common case: no minute ends yet, no kernel call
         clock = self.builder.clock
         ck.note_time(clock, exchange_ns)
         for _ in range(ck.minutes_due(clock, self.grace_ns)):
             self._close_minute()
+
+    @property
+    def grace_ns(self) -> int:
+        return self._grace_ns
+
+    @grace_ns.setter
+    def grace_ns(self, value: int) -> None:
+        self._grace_ns = value
+        self._update_due()
+
+    def _update_due(self) -> None:
+        """When the open minute is due to close, in exchange ns."""
+        minute = int(self.builder.clock[ck.CLOCK_MINUTE]) if hasattr(self, "builder") else -1
+        self._due_ns = -1 if minute < 0 else (minute + 1) * MINUTE_NS + self._grace_ns
 
     def mark_dirty(self, from_ns: int, to_ns: int) -> None:
         """Prints between these exchange times may be missing: repair those minutes."""
@@ -226,6 +262,7 @@ class Market:
             rows[:, ck.TIME] = minute_s
             self.queue.append(QueuedMinute(minute_s, rows, active.copy()))
         self.builder.clock[ck.CLOCK_MINUTE] = first_minute_s // 60
+        self._update_due()
         self._mark_open_minutes_dirty(active, count=1)  # nothing of the next was folded yet
 
     # ---- closing and emitting ---------------------------------------------------------------
@@ -236,6 +273,7 @@ class Market:
         dirty = self._pending_dirty.pop(minute_s, np.zeros(len(self._rows), bool))
         self.queue.append(QueuedMinute(minute_s, self._rows.copy(), dirty & b.active))
         self.counters["minutes_closed"] += 1
+        self._update_due()
         self._emit_ready()
 
     def _emit_ready(self) -> None:

@@ -47,6 +47,9 @@ CLOCK_MINUTE, CLOCK_LATEST = 0, 1
 META_START, META_MINUTES, META_NEXT = 0, 1, 2
 MAX_INTERVAL_S = 86_400
 
+# fold_trade return codes
+FOLD_OK, FOLD_LATE, FOLD_BAD, FOLD_PENDING = 0, 1, 2, 3
+
 # fold_interval return codes
 FOLDED = 0  # folded; the interval is not over
 EMITTED = 1  # the interval's last minute: `out` holds the complete bars
@@ -159,6 +162,19 @@ def fold_trades(
             clock[CLOCK_LATEST] = max(clock[CLOCK_LATEST], t)
             _fold_one(acc[m & 1], s, float(t - m * MINUTE_NS), p, q)
     return n_late, n_bad, -1
+
+
+@njit(cache=True)
+def fold_trade(clock: np.ndarray, acc: np.ndarray, active: np.ndarray, slot: int, time_ns: int,
+               price: float, size: float) -> int:
+    """Fold one trade (the common websocket frame carries one): FOLD_* code, as fold_trades."""
+    slots = np.full(1, slot, np.int64)
+    times = np.full(1, time_ns, np.int64)
+    late, bad, pending = fold_trades(clock, acc, active, slots, times, np.full(1, price),
+                                     np.full(1, size))
+    if pending >= 0:
+        return FOLD_PENDING
+    return FOLD_LATE if late else FOLD_BAD if bad else FOLD_OK
 
 
 @njit(cache=True)
@@ -312,6 +328,7 @@ def warmup() -> None:
     t = np.array([0, 1, 2 * MINUTE_NS], np.int64)
     ones = np.ones(3)
     fold_trades(b.clock, b.acc, b.active, np.zeros(3, np.int64), t, ones, ones)
+    fold_trade(b.clock, b.acc, b.active, 0, 1, 1.0, 1.0)
     note_time(b.clock, MINUTE_NS)
     minutes_due(b.clock, 0)
     closes_needed(b.clock, 2 * MINUTE_NS)
