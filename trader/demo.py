@@ -53,7 +53,8 @@ def _write_config(workdir: Path, sim_url: str) -> Path:
                      ('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"'),
                      ('"https://api.coinbase.com"', f'"{sim_url}"'),
                      ('products = ["BTC-USD", "ETH-USD", "SOL-USD"]', f"products = [{products}]"),
-                     ('state_dir = "state"', f'state_dir = "{workdir / "state"}"')):
+                     ('state_dir = "state"', f'state_dir = "{workdir / "state"}"'),
+                     ("window_bars = 60", "window_bars = 10")):  # ranks within seconds
         text = text.replace(old, new)
     path = workdir / "config.toml"
     path.write_text(text)
