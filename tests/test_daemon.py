@@ -292,3 +292,19 @@ def test_json_log_format_writes_one_object_per_line(tmp_path: Path, sim_url: str
     assert entries[0]["msg"] == "trader 0.1.0 starting with config.toml"
     assert {e["level"] for e in entries} <= {"info", "warning", "error"}
     assert all(e["ts"].endswith("Z") and e["logger"].startswith("trader.") for e in entries)
+
+
+def test_a_product_added_by_reload_is_subscribed_without_reconnecting(daemon: DaemonProcess):
+    """The simulator replays BTC-USD, ETH-USD and LTC-USD; the shipped config lacks LTC-USD."""
+    wait_for(lambda: daemon.status()["components"]["feed"]["counters"].get("trades", 0) > 0,
+             timeout_s=30)
+    text = daemon.config_path.read_text().replace('"SOL-USD"]', '"LTC-USD"]')
+    daemon.config_path.write_text(text)
+
+    def ltc_close():
+        market = daemon.status()["components"]["market"]["products"]
+        return "LTC-USD" in market and market["LTC-USD"]["close"]
+
+    assert wait_for(ltc_close, timeout_s=30) > 0
+    feed = daemon.status()["components"]["feed"]
+    assert feed["counters"]["connections"] == 1 and feed["subscribed_products"] == 3
