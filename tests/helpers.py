@@ -115,6 +115,8 @@ def shipped_config(sim_url: str) -> str:
     ws_url = sim_url.replace("http://", "ws://") + "/"
     text = text.replace('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"')
     text = text.replace('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"')
+    text = text.replace('strategies_dir = "strategies"',
+                        f'strategies_dir = "{REPO / "strategies"}"')
     return text.replace('"https://api.coinbase.com"', f'"{sim_url}"')
 
 

@@ -16,10 +16,24 @@ def test_demo_shows_candles_ranks_and_feed_health():
     out = result.stdout
     assert re.search(r"connected\s+True", out)
     assert re.search(r"last bar\s+2018-04-05", out)
-    frames_per_s = float(re.search(r"frames per s\s+([\d.,]+)", out)[1].replace(",", ""))
+    frames_per_s = float(re.search(r"frames/s\s+([\d.,]+)", out)[1].replace(",", ""))
     assert frames_per_s > 0
-    emitted = int(re.search(r"minutes emitted\s+([\d,]+)", out)[1].replace(",", ""))
+    emitted = int(re.search(r"emitted\s+([\d,]+)", out)[1].replace(",", ""))
     assert emitted > 10
-    ranks = {m[1]: int(m[2]) for m in re.finditer(
-        r"^\s+(BTC-USD|ETH-USD|LTC-USD)\s+[\d,.]+\s+.*?\s(\d)\s+[\d.e+,]+\s*$", out, re.M)}
-    assert sorted(ranks.values()) == [1, 2, 3], out
+    table = product_table(out)
+    assert sorted(int(row["rank"]) for row in table.values()) == [1, 2, 3], out
+    assert set(table) == {"BTC-USD", "ETH-USD", "LTC-USD"}
+    assert all(float(row["close"].replace(",", "")) > 0 for row in table.values())
+
+
+def product_table(screen: str) -> dict[str, dict[str, str]]:
+    """The products table of a status frame: product id -> {column: cell}."""
+    lines = screen.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[:1] == ["product"])
+    header = re.split(r"\s{2,}", lines[at].strip())
+    rows = {}
+    for line in lines[at + 2:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) == len(header):
+            rows[cells[0]] = dict(zip(header, cells, strict=True))
+    return rows

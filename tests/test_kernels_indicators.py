@@ -168,6 +168,38 @@ def test_equals_talib_with_other_parameters(
         assert_close(a, b, 100.0, "STOCH")
 
 
+def cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    return {flag for line in text.splitlines() if line.startswith("flags")
+            for flag in line.split(":", 1)[1].split()}
+
+
+# The kernels follow TA-Lib 0.8's FMA build operation for operation; TA-Lib runs that build
+# on a CPU with FMA (an ifunc), elsewhere its plain one, which differs in the last bits.
+BIT_EXACT = talib.__ta_version__.startswith(b"0.8.") and {"fma", "avx2"} <= cpu_flags()
+
+
+def random_walk_bars(size: int = 20_000, seed: int = 7) -> Bars:
+    """Untruncated floats: unlike prices on a tick, they show any unfused multiply-add."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, size)))
+    high = close * (1.0 + np.abs(rng.normal(0.0, 0.003, size)))
+    low = close * (1.0 - np.abs(rng.normal(0.0, 0.003, size)))
+    return high, low, close, rng.uniform(0.0, 10.0, size)
+
+
+@pytest.mark.skipif(not BIT_EXACT, reason="needs TA-Lib 0.8 and an FMA CPU")
+@pytest.mark.parametrize("name", list(CASES))
+def test_equals_talib_bit_for_bit(name: str) -> None:
+    ours, theirs, _ = CASES[name]
+    for bars in [random_walk_bars(), *(load_bars(path) for path in FILES)]:
+        for i, (a, b) in enumerate(zip(ours(bars), theirs(bars), strict=True)):
+            assert np.array_equal(a, b, equal_nan=True), (
+                f"{name}[{i}]: {np.sum(a != b) - np.sum(np.isnan(a) & np.isnan(b))} values differ"
+            )
+
+
 def numpy_vwap(bars: Bars, period: int) -> np.ndarray:
     high, low, close, volume = bars
     out = np.full(close.size, np.nan)

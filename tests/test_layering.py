@@ -13,14 +13,17 @@ LAYERS = {
         "trader.config", "trader.log"},
     1: {"trader.kernels"},
     2: {"trader.market", "trader.indicators", "trader.selector", "trader.strategy",
-        "trader.registry", "trader.risk", "trader.engine"},
+        "trader.registry", "trader.risk", "trader.engine", "trader.signals",
+        "trader.strategy_runner"},
     3: {"trader.coinbase", "trader.execution", "trader.store", "trader.reload", "trader.status",
         "trader.systemd", "trader.simulator"},
     4: {"trader.cli", "trader.__main__", "trader.app", "trader.backtest", "trader.statusview",
         "trader.demo"},
 }
 # Third-party packages each layer may use; None: any.
-ALLOWED_PACKAGES = {0: set(), 1: {"numpy", "numba"}, 2: {"numpy", "numba"}, 3: None, 4: None}
+# llvmlite is numba's own code generator (explicit FMA intrinsics).
+ALLOWED_PACKAGES = {0: set(), 1: {"numpy", "numba", "llvmlite"},
+                    2: {"numpy", "numba", "llvmlite"}, 3: None, 4: None}
 STRATEGY_IMPORTS = ("trader.strategy", "trader.types", "trader.kernels")
 FORBIDDEN_IN_L2 = {"asyncio", "aiohttp", "asyncpg", "socket", "subprocess"}  # sync, no I/O
 

@@ -62,7 +62,7 @@ def test_view_fits_an_80x24_terminal_and_shows_what_matters():
     assert "config v3 (rejected 50s ago)" in " ".join(lines[:2]).replace("  ", " ")
     assert "risk.max_position_usd: must be > 0 USD, got -5" in text
     assert "changed, waiting for a restart: daemon.mode" in text
-    assert re.search(r"frames per s\s+120.5", text) and re.search(r"bad frames\s+2", text)
+    assert re.search(r"frames/s\s+120.5", text) and re.search(r"bad frames\s+2", text)
     assert "bad_json" not in text  # detail stays in --json and /metrics
     assert "not running" in text
     assert "64,000.5" in text and "3,100.25" in text

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvloop
 
-from trader import __version__, kernels, log
+from trader import __version__, indicators, kernels, log
 from trader import config as cfg
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.repair import CandleRepairer
@@ -23,7 +23,10 @@ from trader.market import Market
 from trader.ports import Component, Drains, Reconfigurable
 from trader.reload import ConfigWatcher, ReloadResult, read_config
 from trader.selector import Selector
+from trader.signals import SignalBook
 from trader.status import StatusServer, read_rss_bytes
+from trader.strategy import LoadedStrategy, load_strategies, reload_strategies
+from trader.strategy_runner import StrategyRunner
 from trader.systemd import Notifier
 
 logger = logging.getLogger(__name__)
@@ -58,8 +61,8 @@ def configure_logging(section: cfg.LogConfig, environ: Mapping[str, str]) -> Non
 class Daemon:
     """Owns the components, their tasks and the running config."""
 
-    def __init__(self, config_path: Path, config: cfg.Config,
-                 environ: Mapping[str, str]) -> None:
+    def __init__(self, config_path: Path, config: cfg.Config, environ: Mapping[str, str],
+                 strategies: Mapping[str, LoadedStrategy] | None = None) -> None:
         self.config = config
         self.environ = environ
         self.state = "starting"
@@ -72,13 +75,17 @@ class Daemon:
         self.market = build_market(config)
         self.repairer = CandleRepairer(self.market, config.coinbase.rest_url,
                                        config.coinbase.public_rest_rps)
-        self.engine = Engine(self.market, self.repairer.wake)
+        self.selector = Selector(config.selector, self.market)
+        self.book = SignalBook()
+        self.runner = StrategyRunner(strategies or {})
+        self.book.set_loaded(_intervals(self.runner.strategies), [])
+        self.engine = Engine(self.market, self.repairer.wake, self.selector, self.runner,
+                             self.book)
         self.market_feed = MarketFeed(config.coinbase.ws_url, config.market.products,
                                       self.engine, config.coinbase.stale_after_s)
         self.components: list[Component] = [self.watcher, self.status, self.notifier,
                                             self.market_feed, self.repairer]
-        self.selector = Selector(config.selector, self.market)
-        self.parts: list[Any] = [self.engine, self.selector]  # reconfigured, reported; no task
+        self.parts: list[Any] = [self.engine, self.selector, self.book]  # no task of their own
         self._stop = asyncio.Event()
         self._stop_signals = 0
         self._main: asyncio.Task | None = None
@@ -117,6 +124,7 @@ class Daemon:
         await self.status.start()
         started = time.monotonic()
         await asyncio.to_thread(kernels.warmup)
+        await asyncio.to_thread(indicators.warmup)
         logger.info("kernels ready in %.2f s", time.monotonic() - started)
 
     async def _first_subscription(self) -> None:
@@ -183,7 +191,21 @@ class Daemon:
                     component.apply_section(name, section)
 
     def _reloaded(self, result: ReloadResult) -> None:
+        if result.outcome != "rejected":
+            self._reload_strategies()
         self.notifier.ready(self._status_line())
+
+    def _reload_strategies(self) -> None:
+        """Strategy files and sections that changed are recompiled; a broken one keeps running
+        its previous version, and its error (file:line) is logged and shown."""
+        directory = Path(self.config.daemon.strategies_dir)
+        loaded, errors = reload_strategies(directory, self.config.strategies,
+                                           self.runner.strategies)
+        for where, reason in errors:
+            logger.error("strategy not reloaded: %s: %s", where, reason)
+        if loaded != self.runner.strategies:
+            self.runner.set_strategies(loaded)
+        self.book.set_loaded(_intervals(loaded), errors)
 
     def _status_line(self) -> str:
         products = len(self.config.market.products)
@@ -216,8 +238,13 @@ def build_market(config: cfg.Config) -> Market:
                   section.warmup_bars)
 
 
+def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:
+    return {name: f"{s.interval_s // 60}m" if s.interval_s < 3600 else f"{s.interval_s // 3600}h"
+            for name, s in strategies.items() if s.config.enabled}
+
+
 def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:
-    """`trader run`: load the config, then run the daemon on uvloop until it stops."""
+    """`trader run`: load the config and strategies, then run on uvloop until stopped."""
     parsed = read_config(config_path)
     if not isinstance(parsed, cfg.Config):
         for key_path, reason in parsed:
@@ -225,9 +252,14 @@ def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:
         return EXIT_CONFIG
     configure_logging(parsed.log, environ)
     logger.info("trader %s starting with %s", __version__, config_path)
+    strategies = load_strategies(Path(parsed.daemon.strategies_dir), parsed.strategies)
+    if not isinstance(strategies, dict):
+        for where, reason in strategies:
+            print(f"{where}: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
-            return runner.run(Daemon(config_path, parsed, environ).run())
+            return runner.run(Daemon(config_path, parsed, environ, strategies).run())
         except asyncio.CancelledError:
             logger.warning("stopped by a second signal before the shutdown finished")
             return EXIT_CRASH

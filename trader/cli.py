@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,25 @@ DEFAULT_CONFIG = Path("config.toml")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    _pin_numba_cache()
     return args.handler(args)
+
+
+def _pin_numba_cache() -> None:
+    """Give each version of the compiled sources its own numba cache directory.
+
+    Numba checks a cached function against its own file only, while kernels inline code from
+    other files; so after an upgrade a shared NUMBA_CACHE_DIR could serve stale machine code.
+    Runs before numba is imported. Without NUMBA_CACHE_DIR numba caches beside the sources.
+    """
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if not root:
+        return
+    package = Path(__file__).resolve().parent
+    sources = sorted([*package.glob("kernels/*.py"), package / "indicators.py",
+                      package / "strategy.py"])
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(root) / digest[:16])
 
 
 def _parser() -> argparse.ArgumentParser:

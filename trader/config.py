@@ -39,6 +39,7 @@ class Spec:
     choices: tuple[str, ...] = ()
     restart: bool = False
     convert: Callable[[Any], Any] | None = None
+    allow_empty: bool = False  # an empty string means "not set here"
 
 
 def key(default: Any, doc: str, kind: str, **spec: Any) -> Any:
@@ -84,6 +85,9 @@ class DaemonConfig:
     reload_poll_s: float = key(
         1.0, "how often config.toml is checked for edits", "float", unit="s",
         min=0.05, max=60, restart=True)
+    strategies_dir: str = key(
+        "strategies", "where strategies/<name>.py files live; after editing one, reload "
+        "(SIGHUP)", "str", restart=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +214,8 @@ class PaperConfig:
 @dataclass(frozen=True, slots=True)
 class StrategyConfig:
     enabled: bool = key(True, "run this strategy", "bool")
-    interval: str = key("5m", "candles it decides on (one of market.intervals)", "interval")
+    interval: str = key("", "candles it decides on (one of market.intervals); empty: the "
+                        "strategy file's INTERVAL", "interval", allow_empty=True)
     products: tuple[str, ...] = key((), "products it trades; empty: the selector's top N",
                                     "strs")
     params: MappingProxyType = key(MappingProxyType({}), "the strategy's own parameters",
@@ -376,6 +381,8 @@ def _check_strs(spec: Spec, value: Any) -> tuple[str, ...]:
 def _check_interval(spec: Spec, value: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"expected an interval string like \"5m\", got {_show(value)}")
+    if value == "" and spec.allow_empty:
+        return value
     try:
         interval_seconds(value)
     except ValueError as exc:
@@ -417,7 +424,7 @@ def _cross_checks(config: Config) -> ConfigErrors:
         errors.append(("selector.interval", f"{config.selector.interval!r} is not in "
                        f"market.intervals {list(config.market.intervals)}"))
     for name, strategy in config.strategies.items():
-        if interval_seconds(strategy.interval) not in kept:
+        if strategy.interval and interval_seconds(strategy.interval) not in kept:
             errors.append((f"strategies.{name}.interval", f"{strategy.interval!r} is not in "
                            f"market.intervals {list(config.market.intervals)}"))
     if config.risk.max_position_usd > config.risk.max_exposure_usd:
@@ -482,11 +489,17 @@ _HEADER = """\
 """
 
 _STRATEGY_EXAMPLE = """\
-# [strategies.<name>] runs strategies/<name>.py. Keys:
-#   enabled = true        run this strategy
-#   interval = "5m"       candles it decides on (one of market.intervals)
-#   products = []         products it trades; empty: the selector's top N
-#   params = {}           the strategy's own parameters, e.g. { fast = 10, slow = 30 }
+# [strategies.<name>] runs <strategies_dir>/<name>.py; built in: sma_cross, ema_rsi,
+# macd_bbands, weighted_score, four_step (each file documents its parameters).
+[strategies.sma_cross]
+# run this strategy
+enabled = true
+# candles it decides on (one of market.intervals); empty: the strategy file's INTERVAL
+interval = "5m"
+# products it trades; empty: the selector's top N
+products = []
+# the strategy's own parameters; unknown names are errors
+params = { fast = 10, slow = 30 }
 """
 
 

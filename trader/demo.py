@@ -16,6 +16,7 @@ from trader import config as cfg
 from trader.simulator.run import bundled_sources
 from trader.statusview import show_status
 
+STRATEGIES = Path(__file__).resolve().parents[1] / "strategies"  # the built-in ones
 DEMO_SPEED = 60.0  # a simulated minute per second: candles visibly close
 
 
@@ -54,7 +55,9 @@ def _write_config(workdir: Path, sim_url: str) -> Path:
                      ('"https://api.coinbase.com"', f'"{sim_url}"'),
                      ('products = ["BTC-USD", "ETH-USD", "SOL-USD"]', f"products = [{products}]"),
                      ('state_dir = "state"', f'state_dir = "{workdir / "state"}"'),
-                     ("window_bars = 60", "window_bars = 10")):  # ranks within seconds
+                     ("window_bars = 60", "window_bars = 10"),  # ranks within seconds
+                     ('interval = "5m"', 'interval = "1m"'),  # and signals within a minute
+                     ('strategies_dir = "strategies"', f'strategies_dir = "{STRATEGIES}"')):
         text = text.replace(old, new)
     path = workdir / "config.toml"
     path.write_text(text)

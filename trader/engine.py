@@ -9,19 +9,39 @@ from collections.abc import Callable
 from typing import Any
 
 from trader.market import Market
+from trader.selector import Selector
+from trader.signals import SignalBook
+from trader.strategy_runner import StrategyRunner
 from trader.types import Heartbeat, Quote, Trade
 
 
 class Engine:
-    """Routes feed events into the market; asks for repairs when minutes wait for them."""
+    """Routes feed events into the market and, on every bar close, the bar through the
+    strategies (selector first, so its ranking is current); asks for candle repairs."""
 
     name = "market"
     config_sections = ("market",)
 
-    def __init__(self, market: Market, on_repair_needed: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, market: Market, on_repair_needed: Callable[[], None] = lambda: None,
+                 selector: Selector | None = None, runner: StrategyRunner | None = None,
+                 book: SignalBook | None = None) -> None:
         self.market = market
         self.on_repair_needed = on_repair_needed
         self.quotes: dict[str, Quote] = {}
+        self.selector = selector
+        self.runner = runner or StrategyRunner()
+        self.book = book or SignalBook()
+        market.listeners.append(self.on_bar)  # after the selector's, which registered first
+
+    def on_bar(self, interval_s: int, bar_time_s: int) -> None:
+        """One bar closed for every product: indicators, then every strategy of the interval."""
+        market = self.market
+        allowed = None
+        if self.selector is not None:
+            allowed = self.selector.mask(len(market.windows[interval_s].count))
+        signals = self.runner.on_bar_close(interval_s, bar_time_s, market.windows[interval_s],
+                                           market.slots, allowed)
+        self.book.record(signals)
 
     # ---- the feed's sink --------------------------------------------------------------------
 
@@ -52,6 +72,7 @@ class Engine:
             _, removed = self.market.set_products(section.products)
             for product_id in removed:
                 self.quotes.pop(product_id, None)
+                self.book.forget(product_id)
             self._check_repairs()
 
     def snapshot(self) -> dict[str, Any]:

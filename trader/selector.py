@@ -84,6 +84,13 @@ class Selector:
         return [p for p, rank in sorted(self.ranks.items(), key=lambda kv: kv[1])
                 if rank <= self.section.top_n]
 
+    def mask(self, n_slots: int) -> np.ndarray:
+        """Window slots of the top N products (what strategies without products trade)."""
+        allowed = np.zeros(n_slots, np.bool_)
+        for product_id in self.top():
+            allowed[self.market.slots[product_id]] = True
+        return allowed
+
     def allows(self, product_id: str) -> bool:
         rank = self.ranks.get(product_id)
         return rank is not None and rank <= self.section.top_n

@@ -19,13 +19,20 @@ REFRESH_HZ = 2.0
 PANELS = (("feed", "Feed"), ("market", "Candles"), ("trading", "Trading"),
           ("risk", "Risk limits"), ("storage", "Database writer"), ("strategies", "Strategies"))
 PRODUCT_COLUMNS = ("close", "bid", "ask", "volume_1m", "bars", "rank", "score", "signal")
+PANEL_FIELDS_STRATEGIES = ("running", "signals", "signals_enter_long", "signals_exit",
+                           "load_errors")
 # What a panel shows when its component reports more than fits (all of it is in --json).
 PANEL_FIELDS = {
     "feed": ("connected", "frames_per_s", "trades_per_s", "last_frame_age_s", "connections",
              "sequence_gaps", "bad_frames"),
     "market": ("last_bar", "minutes_emitted", "minutes_repaired", "minutes_held",
                "late_trades"),
+    "strategies": PANEL_FIELDS_STRATEGIES,
 }
+LABELS = {"frames_per_s": "frames/s", "trades_per_s": "trades/s", "last_frame_age_s":
+          "frame age s", "sequence_gaps": "seq gaps", "minutes_emitted": "emitted",
+          "minutes_repaired": "repaired", "minutes_held": "held", "signals_enter_long":
+          "entries", "signals_exit": "exits", "volume_1m": "vol 1m"}
 
 
 class NoDaemon(Exception):
@@ -141,9 +148,9 @@ def _component_panel(title: str, fields: dict[str, Any] | None, height: int) -> 
                      height=height)
     table = Table.grid(padding=(0, 1))
     table.add_column(style="cyan", no_wrap=True)
-    table.add_column(overflow="fold")
+    table.add_column(overflow="ellipsis", no_wrap=True)
     for name, value in fields.items():
-        table.add_row(name.replace("_", " "), _value(value))
+        table.add_row(LABELS.get(name, name.replace("_", " ")), _value(value))
     return Panel(table, title=title, box=box.ROUNDED, height=height)
 
 
@@ -161,16 +168,17 @@ def _panel_items(name: str, body: dict[str, Any] | None) -> dict[str, Any] | Non
 def _products(products: list[str], components: dict[str, Any]) -> RenderableType:
     market = components.get("market")
     rows: dict[str, dict[str, Any]] = {}
-    for name in ("market", "selector"):
+    for name in ("market", "selector", "strategies"):
         for product, figures in ((components.get(name) or {}).get("products") or {}).items():
             rows.setdefault(product, {}).update(figures)
-    table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left",
+    table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left", show_edge=False,
                   title="Products" + ("" if market else " (market data not running)"))
     present = {name for figures in rows.values() for name in figures}
     columns = [c for c in PRODUCT_COLUMNS if c in present] + sorted(present - set(PRODUCT_COLUMNS))
     table.add_column("product", style="bold")
     for name in columns:
-        table.add_column(name.replace("_", " "), justify="right")
+        table.add_column(LABELS.get(name, name.replace("_", " ")), justify="right", no_wrap=True,
+                         overflow="ellipsis")
     for product in products:
         figures = rows.get(product, {})
         table.add_row(product, *(_value(figures.get(name)) for name in columns))

@@ -1,0 +1,51 @@
+"""EMA golden/death cross confirmed by RSI: a cross only counts when momentum agrees with it."""
+
+from trader.strategy import (
+    ENTER_LONG,
+    EXIT,
+    HOLD,
+    NAN,
+    Param,
+    columns,
+    ema,
+    njit,
+    param_index,
+    rsi,
+)
+
+INTERVAL = "5m"
+PARAMS = {
+    "fast": Param(12, low=2, high=200),
+    "slow": Param(26, low=3, high=500),
+    "rsi_period": Param(14, low=2, high=100),
+    "rsi_buy": Param(50.0, low=0.0, high=100.0),  # enter only with RSI above this
+    "rsi_sell": Param(50.0, low=0.0, high=100.0),  # exit only with RSI below this
+}
+P = param_index(PARAMS)
+
+
+def indicators(p):
+    return {"fast": ema(p["fast"]), "slow": ema(p["slow"]), "rsi": rsi(p["rsi_period"])}
+
+
+C = columns(indicators, PARAMS)
+
+
+def validate(p):
+    return [] if p["fast"] < p["slow"] else [("fast", f"must be < slow ({p['slow']})")]
+
+
+REASONS = {ENTER_LONG: "golden EMA cross with RSI above rsi_buy",
+           EXIT: "death EMA cross with RSI below rsi_sell"}
+
+
+@njit(cache=True)
+def decide(now, prev, bar, p):
+    spread, was = now[C.fast] - now[C.slow], prev[C.fast] - prev[C.slow]
+    strength = now[C.rsi]
+    score = (strength - 50.0) / 50.0
+    if was <= 0.0 < spread and strength > p[P.rsi_buy]:
+        return score, ENTER_LONG, NAN, NAN
+    if was >= 0.0 > spread and strength < p[P.rsi_sell]:
+        return score, EXIT, NAN, NAN
+    return score, HOLD, NAN, NAN

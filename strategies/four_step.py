@@ -1,0 +1,91 @@
+"""Four steps, each able to veto: (1) trend filter: close above a long EMA; (2) momentum: RSI
+in a band and MACD above zero; (3) volatility and volume gate: ATR within bounds, a traded bar;
+(4) trigger: MACD crosses above its signal. Exit when the close crosses below the trend EMA.
+Stop and target are ATR multiples from the close."""
+
+from trader.strategy import (
+    CLOSE,
+    ENTER_LONG,
+    EXIT,
+    VOLUME,
+    Param,
+    atr,
+    columns,
+    ema,
+    macd,
+    njit,
+    param_index,
+    pipeline,
+    rsi,
+    sma,
+)
+
+INTERVAL = "5m"
+PARAMS = {
+    "trend": Param(100, low=10, high=1000),
+    "rsi_period": Param(14, low=2, high=100),
+    "rsi_low": Param(50.0, low=0.0, high=100.0),
+    "rsi_high": Param(75.0, low=0.0, high=100.0),  # above: too stretched to chase
+    "atr_period": Param(14, low=2, high=200),
+    "atr_max_pct": Param(2.0, low=0.0, high=100.0),  # ATR above this % of price: too wild
+    "stop_atr": Param(2.0, low=0.0, high=20.0),
+    "target_atr": Param(3.0, low=0.0, high=50.0),
+}
+P = param_index(PARAMS)
+
+
+def indicators(p):
+    # sma(1) is the close itself: its `prev` column is the previous close, for the exit cross
+    return {"trend": ema(p["trend"]), "rsi": rsi(p["rsi_period"]), "macd": macd(12, 26, 9),
+            "atr": atr(p["atr_period"]), "close": sma(1)}
+
+
+C = columns(indicators, PARAMS)
+
+
+def validate(p):
+    return [] if p["rsi_low"] < p["rsi_high"] else [("rsi_low", "must be < rsi_high")]
+
+
+REASONS = {ENTER_LONG: "trend, momentum and volatility agree; MACD crossed above its signal",
+           EXIT: "close crossed below the trend EMA"}
+
+
+@njit(cache=True)
+def trend(now, prev, bar, p):
+    gap = (bar[CLOSE] - now[C.trend]) / now[C.trend]
+    return gap > 0.0, max(-1.0, min(1.0, 100.0 * gap))
+
+
+@njit(cache=True)
+def momentum(now, prev, bar, p):
+    r = now[C.rsi]
+    return p[P.rsi_low] < r < p[P.rsi_high] and now[C.macd_macd] > 0.0, (r - 50.0) / 50.0
+
+
+@njit(cache=True)
+def gate(now, prev, bar, p):
+    atr_pct = 100.0 * now[C.atr] / bar[CLOSE]
+    calm = 1.0 - atr_pct / p[P.atr_max_pct] if p[P.atr_max_pct] > 0.0 else 0.0
+    return atr_pct <= p[P.atr_max_pct] and bar[VOLUME] > 0.0, max(-1.0, min(1.0, calm))
+
+
+@njit(cache=True)
+def trigger(now, prev, bar, p):
+    crossed = prev[C.macd_macd] <= prev[C.macd_signal] and now[C.macd_macd] > now[C.macd_signal]
+    return crossed, 1.0 if crossed else 0.0
+
+
+@njit(cache=True)
+def trend_broken(now, prev, bar, p):
+    # the cross, not the state: one exit signal per break rather than one per bar below
+    return prev[C.close] >= prev[C.trend] and bar[CLOSE] < now[C.trend], 1.0
+
+
+@njit(cache=True)
+def decide(now, prev, bar, p):
+    close, width = bar[CLOSE], now[C.atr]
+    steps = (trend(now, prev, bar, p), momentum(now, prev, bar, p), gate(now, prev, bar, p),
+             trigger(now, prev, bar, p))
+    return pipeline(steps, trend_broken(now, prev, bar, p),
+                    close - p[P.stop_atr] * width, close + p[P.target_atr] * width)

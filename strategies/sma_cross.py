@@ -1,0 +1,52 @@
+"""SMA crossover: enter long when the fast SMA crosses above the slow one, exit on the cross below.
+
+Copy this file to start a strategy of your own; the rules of the API are in trader/strategy.py.
+"""
+
+from trader.strategy import (
+    CLOSE,
+    ENTER_LONG,
+    EXIT,
+    HOLD,
+    NAN,
+    Param,
+    columns,
+    njit,
+    param_index,
+    sma,
+)
+
+INTERVAL = "5m"
+PARAMS = {
+    "fast": Param(10, low=2, high=200),
+    "slow": Param(30, low=3, high=500),
+}
+P = param_index(PARAMS)  # p[P.fast]: positions in the params array decide() receives
+
+
+def indicators(p):
+    return {"fast": sma(p["fast"]), "slow": sma(p["slow"])}
+
+
+C = columns(indicators, PARAMS)  # now[C.fast]: positions of the indicator columns
+
+
+def validate(p):
+    return [] if p["fast"] < p["slow"] else [("fast", f"must be < slow ({p['slow']})")]
+
+
+REASONS = {ENTER_LONG: "fast SMA crossed above slow SMA",
+           EXIT: "fast SMA crossed below slow SMA"}
+
+
+@njit(cache=True)
+def decide(now, prev, bar, p):
+    spread = now[C.fast] - now[C.slow]
+    was = prev[C.fast] - prev[C.slow]
+    # score: the spread relative to price, saturating at 1 % (a tanh-like clip)
+    score = max(-1.0, min(1.0, 100.0 * spread / bar[CLOSE]))
+    if was <= 0.0 < spread:  # NaN compares false, so warm-up bars never cross
+        return score, ENTER_LONG, NAN, NAN
+    if was >= 0.0 > spread:
+        return score, EXIT, NAN, NAN
+    return score, HOLD, NAN, NAN
