@@ -308,3 +308,42 @@ def test_a_product_added_by_reload_is_subscribed_without_reconnecting(daemon: Da
     assert wait_for(ltc_close, timeout_s=30) > 0
     feed = daemon.status()["components"]["feed"]
     assert feed["counters"]["connections"] == 1 and feed["subscribed_products"] == 3
+
+
+def test_a_strategy_that_does_not_compile_stops_the_start_with_file_and_line(tmp_path: Path,
+                                                                             sim_url: str):
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "sma_cross.py").write_text((REPO / "strategies" / "sma_cross.py").read_text()
+                                             .replace("def indicators(p):", "def indicators(p:"))
+    text = shipped_config(sim_url).replace(f'strategies_dir = "{REPO / "strategies"}"',
+                                           f'strategies_dir = "{strategies}"')
+    (tmp_path / "config.toml").write_text(text)
+    result = subprocess.run([sys.executable, "-m", "trader", "run", "-c", "config.toml"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert re.search(rf"{re.escape(str(strategies / 'sma_cross.py'))}:\d+: SyntaxError",
+                     result.stderr), result.stderr
+
+
+def test_a_broken_strategy_on_reload_keeps_the_previous_version_running(tmp_path: Path,
+                                                                        sim_url: str):
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    source = (REPO / "strategies" / "sma_cross.py").read_text()
+    (strategies / "sma_cross.py").write_text(source)
+    text = shipped_config(sim_url).replace(f'strategies_dir = "{REPO / "strategies"}"',
+                                           f'strategies_dir = "{strategies}"')
+    running = start_daemon(tmp_path / "d", sim_url, config_text=text)
+    try:
+        (strategies / "sma_cross.py").write_text(source.replace("return score, HOLD",
+                                                                "return undefined_name, HOLD"))
+        running.signal(signal.SIGHUP)
+        book = wait_for(lambda: (s := running.status()["components"]["strategies"])["errors"]
+                        and s, timeout_s=60)
+        [(where, reason)] = book["errors"]
+        assert where.startswith(f"{strategies / 'sma_cross.py'}:") and "undefined_name" in reason
+        assert book["running"] == "sma_cross (5m)"
+        assert running.status()["daemon"]["state"] == "running"
+    finally:
+        assert running.stop() == 0
