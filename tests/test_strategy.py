@@ -20,12 +20,12 @@ from trader.strategy import (
     HOLD,
     NAN,
     LoadedStrategy,
-    StrategyRunner,
     load_strategies,
     load_strategy,
     pipeline,
     reload_strategies,
 )
+from trader.strategy_runner import StrategyRunner
 from trader.types import Action, Signal
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coinbase_ETH-USD_1m.csv.gz"
