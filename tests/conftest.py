@@ -20,9 +20,10 @@ if os.environ.get("CI"):
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the kernels once, so daemons started by tests load them from the cache."""
-    from trader import kernels
+    from trader import indicators, kernels
 
     kernels.warmup()
+    indicators.warmup()
 
 
 @pytest.fixture(scope="session")

@@ -147,8 +147,13 @@ def start_daemon(workdir: Path, sim_url: str, config_text: str | None = None,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     daemon = DaemonProcess(workdir, proc, log_path, full_env)
     if wait_ready:
-        wait_for(lambda: daemon.try_status() or _check_alive(daemon), timeout_s=30)
+        wait_for(lambda: _running(daemon) or _check_alive(daemon), timeout_s=90)
     return daemon
+
+
+def _running(daemon: DaemonProcess) -> bool:
+    status = daemon.try_status()
+    return status is not None and status["daemon"]["state"] == "running"
 
 
 def _check_alive(daemon: DaemonProcess) -> None:

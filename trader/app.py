@@ -96,8 +96,12 @@ class Daemon:
         self._install_signal_handlers()
         try:
             async with asyncio.TaskGroup() as group:
-                await self._startup()
-                tasks = [group.create_task(c.run(), name=c.name) for c in self.components]
+                await self._prepare()
+                # status, reload and watchdog serve while the kernels load; market data after
+                early, late = self.components[:3], self.components[3:]
+                tasks = [group.create_task(c.run(), name=c.name) for c in early]
+                await self._warm_kernels()
+                tasks += [group.create_task(c.run(), name=c.name) for c in late]
                 await self._first_subscription()
                 self.state = "running"
                 self.notifier.ready(self._status_line())
@@ -118,10 +122,13 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def _startup(self) -> None:
+    async def _prepare(self) -> None:
         state_dir = Path(self.config.daemon.state_dir)
         await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
         await self.status.start()
+
+    async def _warm_kernels(self) -> None:
+        """Compile, or load from the numba cache, every kernel before market data flows."""
         started = time.monotonic()
         await asyncio.to_thread(kernels.warmup)
         await asyncio.to_thread(indicators.warmup)
