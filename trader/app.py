@@ -132,6 +132,7 @@ class Daemon:
         started = time.monotonic()
         await asyncio.to_thread(kernels.warmup)
         await asyncio.to_thread(indicators.warmup)
+        await asyncio.to_thread(self.runner.warmup)
         logger.info("kernels ready in %.2f s", time.monotonic() - started)
 
     async def _first_subscription(self) -> None:

@@ -38,6 +38,14 @@ class StrategyRunner:
         for interval_s, bank in self.banks.items():
             bank.require(self._indicators(interval_s))
 
+    def warmup(self) -> None:
+        """Compile (or load from the numba cache) the loop that runs every decision, so the
+        first bar close does not compile on the event loop."""
+        for strategy in self.strategies.values():  # an empty mask: nothing is decided
+            decide_all(strategy.decide, np.zeros((1, 1)), np.zeros((1, 1)),
+                       np.zeros(1, np.int64), np.zeros((1, 6)), np.zeros(1, np.bool_),
+                       strategy.param_array, np.empty((1, 4)))
+
     def invalidate(self, slot: int) -> None:
         """A slot's windows were rewritten (history loaded): rebuild its indicator states."""
         for bank in self.banks.values():
