@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from trader.indicators import Indicator, IndicatorBank
+from trader.kernels import ring
 from trader.kernels.ring import Window
 from trader.strategy import _ACTION_OF, HOLD, LoadedStrategy, decide_all
 from trader.types import Signal
@@ -39,12 +40,18 @@ class StrategyRunner:
             bank.require(self._indicators(interval_s))
 
     def warmup(self) -> None:
-        """Compile (or load from the numba cache) the loop that runs every decision, so the
-        first bar close does not compile on the event loop."""
-        for strategy in self.strategies.values():  # an empty mask: nothing is decided
-            decide_all(strategy.decide, np.zeros((1, 1)), np.zeros((1, 1)),
-                       np.zeros(1, np.int64), np.zeros((1, 6)), np.zeros(1, np.bool_),
-                       strategy.param_array, np.empty((1, 4)))
+        """Run one bar close of every interval on a tiny window, so the kernels are compiled
+        (or loaded from the cache) for the very argument types of live bar closes, not on the
+        event loop at the first real one. Leaves no state behind."""
+        for interval_s in {s.interval_s for s in self.strategies.values()}:
+            window = ring.new_window(2, 4)
+            for _ in range(3):
+                ring.push_all(window.buf, window.head, window.count, np.ones((2, ring.FIELDS)))
+            self.on_bar_close(interval_s, 0, window, {"WARM-UP": 0})
+        self.banks.clear()
+        self._columns.clear()
+        self._pinned.clear()
+        self._slots, self._products = {}, {}
 
     def invalidate(self, slot: int) -> None:
         """A slot's windows were rewritten (history loaded): rebuild its indicator states."""
