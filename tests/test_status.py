@@ -49,7 +49,7 @@ def test_metrics_export_counters_and_per_product_figures_with_labels():
 
 def render_text(width: int, snapshot: dict = SNAPSHOT) -> list[str]:
     console = Console(width=width, record=True, color_system=None, file=open("/dev/null", "w"))
-    console.print(render(snapshot))
+    console.print(render(snapshot, width))
     console.file.close()
     return console.export_text().rstrip("\n").split("\n")
 

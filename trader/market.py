@@ -57,7 +57,8 @@ class Market:
                  grace_ms: int, warmup_bars: int, spare_slots: int = 8) -> None:
         self.intervals_s = sorted(set(intervals_s) | {60})
         self.capacity = capacity
-        self.grace_ns = grace_ms * 1_000_000
+        self._grace_ns = grace_ms * 1_000_000
+        self._due_ns = -1  # exchange ns at which the open minute closes; -1: not started
         self.warmup_bars = warmup_bars
         self.slots: dict[str, int] = {}
         self.listeners: list[BarListener] = []
@@ -218,7 +219,7 @@ class Market:
 
     def _update_due(self) -> None:
         """When the open minute is due to close, in exchange ns."""
-        minute = int(self.builder.clock[ck.CLOCK_MINUTE]) if hasattr(self, "builder") else -1
+        minute = int(self.builder.clock[ck.CLOCK_MINUTE])
         self._due_ns = -1 if minute < 0 else (minute + 1) * MINUTE_NS + self._grace_ns
 
     def mark_dirty(self, from_ns: int, to_ns: int) -> None:
@@ -386,7 +387,7 @@ def _padded(values: np.ndarray, length: int, fill: Any) -> np.ndarray:
 def _utc_minute(time_s: int | None) -> str | None:
     if time_s is None:
         return None
-    return time.strftime("%Y-%m-%d %H:%MZ", time.gmtime(time_s))
+    return time.strftime("%m-%d %H:%MZ", time.gmtime(time_s))
 
 
 def _finite(value: float) -> float | None:

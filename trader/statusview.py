@@ -32,7 +32,9 @@ PANEL_FIELDS = {
 LABELS = {"frames_per_s": "frames/s", "trades_per_s": "trades/s", "last_frame_age_s":
           "frame age s", "sequence_gaps": "seq gaps", "minutes_emitted": "emitted",
           "minutes_repaired": "repaired", "minutes_held": "held", "signals_enter_long":
-          "entries", "signals_exit": "exits", "volume_1m": "vol 1m"}
+          "entries", "signals_exit": "exits", "volume_1m": "vol 1m", "late_trades": "late",
+          "load_errors": "errors"}
+NARROW_COLUMNS = ("close", "rank", "signal")  # what a terminal under 110 columns shows
 
 
 class NoDaemon(Exception):
@@ -65,7 +67,7 @@ def show_status(socket: Path, *, once: bool, raw_json: bool) -> int:
         if raw_json:
             print(body.decode())
         else:
-            console.print(render(orjson.loads(body)))
+            console.print(render(orjson.loads(body), console.width))
         return 0
     try:
         asyncio.run(_live(console, socket))
@@ -78,7 +80,7 @@ async def _live(console: Console, socket: Path) -> None:
     with Live(console=console, screen=True, auto_refresh=False) as live:
         while True:
             try:
-                view = render(orjson.loads(await fetch(socket)))
+                view = render(orjson.loads(await fetch(socket)), console.width)
             except NoDaemon as exc:
                 view = Panel(Text(f"{exc}\nretrying every {1 / REFRESH_HZ:.1f} s; Ctrl-C quits",
                                   style="bold red"), title="trader status")
@@ -86,15 +88,15 @@ async def _live(console: Console, socket: Path) -> None:
             await asyncio.sleep(1 / REFRESH_HZ)
 
 
-def render(snapshot: dict[str, Any]) -> RenderableType:
-    """One frame of the status view from a daemon snapshot."""
+def render(snapshot: dict[str, Any], width: int = 200) -> RenderableType:
+    """One frame of the status view from a daemon snapshot, for a terminal `width` wide."""
     components = snapshot.get("components", {})
     parts: list[RenderableType] = [_header(snapshot)]
     reload_note = _reload_note(snapshot.get("config", {}))
     if reload_note is not None:
         parts.append(reload_note)
     parts.append(_panel_grid(components))
-    parts.append(_products(snapshot.get("products", []), components))
+    parts.append(_products(snapshot.get("products", []), components, narrow=width < 110))
     return Group(*parts)
 
 
@@ -165,7 +167,8 @@ def _panel_items(name: str, body: dict[str, Any] | None) -> dict[str, Any] | Non
     return everything if chosen is None else {k: everything.get(k) for k in chosen}
 
 
-def _products(products: list[str], components: dict[str, Any]) -> RenderableType:
+def _products(products: list[str], components: dict[str, Any],
+              narrow: bool = False) -> RenderableType:
     market = components.get("market")
     rows: dict[str, dict[str, Any]] = {}
     for name in ("market", "selector", "strategies"):
@@ -175,7 +178,9 @@ def _products(products: list[str], components: dict[str, Any]) -> RenderableType
                   title="Products" + ("" if market else " (market data not running)"))
     present = {name for figures in rows.values() for name in figures}
     columns = [c for c in PRODUCT_COLUMNS if c in present] + sorted(present - set(PRODUCT_COLUMNS))
-    table.add_column("product", style="bold")
+    if narrow:
+        columns = [c for c in columns if c in NARROW_COLUMNS]
+    table.add_column("product", style="bold", no_wrap=True, min_width=7)
     for name in columns:
         table.add_column(LABELS.get(name, name.replace("_", " ")), justify="right", no_wrap=True,
                          overflow="ellipsis")
