@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from tests.helpers import eventually
 from tests.test_simulator import START_S, load, started
 from trader.coinbase.rest import Pacer, PublicRest, RestError
 from trader.coinbase.rest_bodies import concat_candles, parse_candles, parse_products
@@ -66,7 +67,8 @@ def test_pages_concatenate_without_repeats():
 async def test_candles_over_many_pages_equal_the_replayed_file():
     simulator, url = await started(hours=6, speed=100_000)
     try:
-        await asyncio.sleep(0.4)  # exchange time passes the 6 hours
+        await eventually(lambda: simulator.now_ns() >= (START_S + 6 * 3600 + 60) * 10**9,
+                         timeout_s=10)
         async with aiohttp.ClientSession() as session:
             rest = PublicRest(session, url, Pacer(50))
             got = await rest.candles("BTC-USD", START_S, START_S + 6 * 3600, 60)

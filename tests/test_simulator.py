@@ -12,6 +12,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from tests.helpers import eventually
 from trader.kernels.series import CandleArrays
 from trader.simulator.server import Faults, Simulator
 from trader.simulator.tape import tape_from_candles
@@ -106,7 +107,7 @@ def fold_minutes(trades: list[dict]) -> list[tuple]:
 
 async def test_market_trades_snapshot_is_newest_first_and_then_updates_follow(sim):
     simulator, url = sim
-    await asyncio.sleep(0.5)  # let exchange time pass so there is history
+    await eventually(lambda: simulator.now_ns() >= (START_S + 300) * 10**9, timeout_s=10)
     frames = await collect(url, simulator.now_ns() // 10**9 + 120, products=("BTC-USD",))
     trade_frames = [f["events"][0] for f in frames if f["channel"] == "market_trades"]
     assert trade_frames[0]["type"] == "snapshot"
@@ -143,7 +144,7 @@ async def get_candles(session, url, product, start, end, granularity="ONE_MINUTE
 async def test_rest_candles_serve_closed_buckets_newest_first_and_fold_higher_intervals():
     simulator, url = await started(speed=20_000)
     try:
-        await asyncio.sleep(0.5)  # exchange time passes well over an hour
+        await eventually(lambda: simulator.now_ns() >= (START_S + 3660) * 10**9, timeout_s=10)
         async with aiohttp.ClientSession() as session:
             status, body = await get_candles(session, url, "ETH-USD", START_S, START_S + 3600)
             assert status == 200

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
+from tests.helpers import eventually
 from trader.status import StatusServer, render_metrics
 from trader.statusview import NoDaemon, fetch, render
 
@@ -85,11 +86,7 @@ async def test_server_and_fetch_round_trip_over_a_unix_socket(tmp_path: Path):
     server = StatusServer(path, lambda: SNAPSHOT)
     task = asyncio.create_task(server.run())
     try:
-        await asyncio.sleep(0)
-        for _ in range(100):
-            if path.exists():
-                break
-            await asyncio.sleep(0.01)
+        await eventually(path.exists, timeout_s=5)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert orjson.loads(await fetch(path)) == SNAPSHOT
         assert (await fetch(path, "/metrics")).decode() == render_metrics(SNAPSHOT)
