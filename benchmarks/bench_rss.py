@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trader.simulator.run import bundled_sources
+from trader.simulator.run import aimed_at, bundled_sources
 from trader.simulator.server import Faults, Simulator
 from trader.simulator.tape import tape_from_candles
 from trader.store.history import read_candle_file
@@ -44,13 +44,9 @@ def simulator(products: int) -> Simulator:
 
 
 def config(sim_url: str, products: list[str], workdir: Path) -> Path:
-    ws_url = sim_url.replace("http://", "ws://") + "/"
-    text = (REPO / "config.toml").read_text()
+    text = aimed_at((REPO / "config.toml").read_text(), sim_url)
     listed = ", ".join(f'"{p}"' for p in products)
-    for old, new in (('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"'),
-                     ('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"'),
-                     ('"https://api.coinbase.com"', f'"{sim_url}"'),
-                     ('products = ["BTC-USD", "ETH-USD", "SOL-USD"]', f"products = [{listed}]"),
+    for old, new in (('products = ["BTC-USD", "ETH-USD", "SOL-USD"]', f"products = [{listed}]"),
                      ("public_rest_rps = 8.0", "public_rest_rps = 10.0"),
                      ("warmup_bars = 300", "warmup_bars = 0"),
                      ('strategies_dir = "strategies"',

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trader.simulator.run import aimed_at
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,14 +30,8 @@ def start_sim() -> tuple[subprocess.Popen, str]:
 
 
 def config_for(sim_url: str, workdir: Path) -> Path:
-    text = (REPO / "config.toml").read_text()
-    ws_url = sim_url.replace("http://", "ws://") + "/"
-    for old, new in (('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"'),
-                     ('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"'),
-                     ('"https://api.coinbase.com"', f'"{sim_url}"'),
-                     ('strategies_dir = "strategies"',
-                      f'strategies_dir = "{REPO / "strategies"}"')):
-        text = text.replace(old, new)
+    text = aimed_at((REPO / "config.toml").read_text(), sim_url).replace(
+        'strategies_dir = "strategies"', f'strategies_dir = "{REPO / "strategies"}"')
     path = workdir / "config.toml"
     path.write_text(text)
     return path

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from trader.simulator.run import aimed_at
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -111,13 +113,9 @@ class DaemonProcess:
 
 def shipped_config(sim_url: str) -> str:
     """The repo's config.toml with the Coinbase URLs pointed at a simulator."""
-    text = (REPO / "config.toml").read_text()
-    ws_url = sim_url.replace("http://", "ws://") + "/"
-    text = text.replace('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"')
-    text = text.replace('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"')
-    text = text.replace('strategies_dir = "strategies"',
+    text = aimed_at((REPO / "config.toml").read_text(), sim_url)
+    return text.replace('strategies_dir = "strategies"',
                         f'strategies_dir = "{REPO / "strategies"}"')
-    return text.replace('"https://api.coinbase.com"', f'"{sim_url}"')
 
 
 def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:

@@ -135,10 +135,3 @@ def test_diff_of_equal_configs_changes_nothing():
 def test_diff_reports_a_changed_strategy_section():
     new = parse_dict({"strategies": {"sma_cross": {"params": {"fast": 5}}}})
     assert cfg.diff(cfg.Config(), new).changed_sections == ("strategies",)
-
-
-def test_to_plain_is_json_ready():
-    plain = cfg.to_plain(parse_dict({"strategies": {"x": {"params": {"a": 1}}}}))
-    assert plain["daemon"]["mode"] == "paper"
-    assert plain["market"]["products"] == ["BTC-USD", "ETH-USD", "SOL-USD"]
-    assert plain["strategies"]["x"]["params"] == {"a": 1}

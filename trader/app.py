@@ -83,8 +83,8 @@ class Daemon:
                              self.book)
         self.market_feed = MarketFeed(config.coinbase.ws_url, config.market.products,
                                       self.engine, config.coinbase.stale_after_s)
-        self.components: list[Component] = [self.watcher, self.status, self.notifier,
-                                            self.market_feed, self.repairer]
+        self.serving: list[Component] = [self.watcher, self.status, self.notifier]
+        self.components: list[Component] = [*self.serving, self.market_feed, self.repairer]
         self.parts: list[Any] = [self.engine, self.selector, self.book]  # no task of their own
         self._stop = asyncio.Event()
         self._stop_signals = 0
@@ -98,10 +98,10 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 await self._prepare()
                 # status, reload and watchdog serve while the kernels load; market data after
-                early, late = self.components[:3], self.components[3:]
-                tasks = [group.create_task(c.run(), name=c.name) for c in early]
+                tasks = [group.create_task(c.run(), name=c.name) for c in self.serving]
                 await self._warm_kernels()
-                tasks += [group.create_task(c.run(), name=c.name) for c in late]
+                tasks += [group.create_task(c.run(), name=c.name) for c in self.components
+                          if c not in self.serving]
                 await self._first_subscription()
                 self.state = "running"
                 self.notifier.ready(self._status_line())
@@ -198,17 +198,18 @@ class Daemon:
                 if isinstance(component, Reconfigurable) and name in component.config_sections:
                     component.apply_section(name, section)
 
-    def _reloaded(self, result: ReloadResult) -> None:
+    async def _reloaded(self, result: ReloadResult) -> None:
         if result.outcome != "rejected":
-            self._reload_strategies()
+            await self._reload_strategies()
         self.notifier.ready(self._status_line())
 
-    def _reload_strategies(self) -> None:
-        """Strategy files and sections that changed are recompiled; a broken one keeps running
-        its previous version, and its error (file:line) is logged and shown."""
+    async def _reload_strategies(self) -> None:
+        """Strategy files and sections that changed are recompiled, in a thread (numba may take
+        seconds); a broken one keeps running its previous version, its error (file:line) is
+        logged and shown."""
         directory = Path(self.config.daemon.strategies_dir)
-        loaded, errors = reload_strategies(directory, self.config.strategies,
-                                           self.runner.strategies)
+        loaded, errors = await asyncio.to_thread(
+            reload_strategies, directory, self.config.strategies, dict(self.runner.strategies))
         for where, reason in errors:
             logger.error("strategy not reloaded: %s: %s", where, reason)
         if loaded != self.runner.strategies:
@@ -247,7 +248,7 @@ def build_market(config: cfg.Config) -> Market:
 
 
 def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:
-    return {name: f"{s.interval_s // 60}m" if s.interval_s < 3600 else f"{s.interval_s // 3600}h"
+    return {name: s.config.interval or s.module.INTERVAL
             for name, s in strategies.items() if s.config.enabled}
 
 

@@ -542,16 +542,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
-
-
-def to_plain(config: Config) -> dict[str, Any]:
-    """The config as plain JSON-able dicts and lists (for the status snapshot)."""
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, MappingProxyType | dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        return str(value) if isinstance(value, Mode) else value
-    return plain(config)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from trader import config as cfg
-from trader.simulator.run import bundled_sources
+from trader.simulator.run import aimed_at, bundled_sources
 from trader.statusview import show_status
 
 STRATEGIES = Path(__file__).resolve().parents[1] / "strategies"  # the built-in ones
@@ -47,13 +47,9 @@ def run_demo(duration_s: float | None) -> int:
 
 
 def _write_config(workdir: Path, sim_url: str) -> Path:
-    ws_url = sim_url.replace("http://", "ws://") + "/"
     products = ", ".join(f'"{p}"' for p in bundled_sources())
-    text = cfg.render_default()
-    for old, new in (('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"'),
-                     ('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"'),
-                     ('"https://api.coinbase.com"', f'"{sim_url}"'),
-                     ('products = ["BTC-USD", "ETH-USD", "SOL-USD"]', f"products = [{products}]"),
+    text = aimed_at(cfg.render_default(), sim_url)
+    for old, new in (('products = ["BTC-USD", "ETH-USD", "SOL-USD"]', f"products = [{products}]"),
                      ('state_dir = "state"', f'state_dir = "{workdir / "state"}"'),
                      ("window_bars = 60", "window_bars = 10"),  # ranks within seconds
                      ('interval = "5m"', 'interval = "1m"'),  # and signals within a minute

@@ -5,14 +5,6 @@ class TraderError(Exception):
     """Base class of the daemon's own errors."""
 
 
-class ConfigError(TraderError):
-    """A config file could not be used; carries every (key path, reason) pair."""
-
-    def __init__(self, errors: list[tuple[str, str]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{path}: {reason}" for path, reason in errors))
-
-
 class FrameError(TraderError):
     """A websocket frame or REST body that does not match the wire format.
 

@@ -66,11 +66,11 @@ class Market:
         self.counters = collections.Counter[str]()
         self.last_emitted_s: int | None = None
         self._pending_dirty: dict[int, np.ndarray] = {}  # not yet closed minute -> slot mask
+        self._started = False  # the first exchange time starts the clock (`_start`)
         wanted = list(dict.fromkeys(products))
         self._allocate(len(wanted) + spare_slots)
         for product_id in wanted:
             self._open_slot(product_id)
-        self._started = False
 
     # ---- slots ------------------------------------------------------------------------------
 

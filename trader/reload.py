@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,8 @@ class ConfigWatcher:
     def __init__(self, path: Path, current: cfg.Config,
                  on_change: Callable[[cfg.ConfigChange], None], poll_s: float,
                  on_reloading: Callable[[], None] = lambda: None,
-                 on_reloaded: Callable[[ReloadResult], None] = lambda result: None) -> None:
+                 on_reloaded: Callable[[ReloadResult], Awaitable[None] | None] = (
+                     lambda result: None)) -> None:
         self.path = path
         self.current = current
         self.version = 1
@@ -103,7 +104,9 @@ class ConfigWatcher:
         result = self._apply(parsed)
         self.last = result
         self.counts[result.outcome] += 1
-        self._on_reloaded(result)
+        follow_up = self._on_reloaded(result)
+        if follow_up is not None:
+            await follow_up
         return result
 
     async def _settled(self, identity: FileIdentity) -> FileIdentity:

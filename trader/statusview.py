@@ -19,15 +19,13 @@ REFRESH_HZ = 2.0
 PANELS = (("feed", "Feed"), ("market", "Candles"), ("trading", "Trading"),
           ("risk", "Risk limits"), ("storage", "Database writer"), ("strategies", "Strategies"))
 PRODUCT_COLUMNS = ("close", "bid", "ask", "volume_1m", "bars", "rank", "score", "signal")
-PANEL_FIELDS_STRATEGIES = ("running", "signals", "signals_enter_long", "signals_exit",
-                           "load_errors")
 # What a panel shows when its component reports more than fits (all of it is in --json).
 PANEL_FIELDS = {
     "feed": ("connected", "frames_per_s", "trades_per_s", "last_frame_age_s", "connections",
              "sequence_gaps", "bad_frames"),
     "market": ("last_bar", "minutes_emitted", "minutes_repaired", "minutes_held",
                "late_trades"),
-    "strategies": PANEL_FIELDS_STRATEGIES,
+    "strategies": ("running", "signals", "signals_enter_long", "signals_exit", "load_errors"),
 }
 LABELS = {"frames_per_s": "frames/s", "trades_per_s": "trades/s", "last_frame_age_s":
           "frame age s", "sequence_gaps": "seq gaps", "minutes_emitted": "emitted",

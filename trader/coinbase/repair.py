@@ -14,6 +14,7 @@ from trader.market import Market, RepairSpan
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE_S = 2.0
+_RETRY = object()  # a fetch that failed for now; the span stays dirty
 
 
 class CandleRepairer:
@@ -46,7 +47,7 @@ class CandleRepairer:
         results = await asyncio.gather(*(self._fetch(span) for span in spans))
         complete = True
         for span, result in zip(spans, results, strict=True):
-            if result == "retry":
+            if result is _RETRY:
                 complete = False
             else:
                 self.market.apply_repair(span, result)
@@ -62,7 +63,7 @@ class CandleRepairer:
                           span.product_id, exc)
                 return None
             log.warning("repair of %s failed for now: %s", span.product_id, exc)
-            return "retry"
+            return _RETRY
 
     def snapshot(self) -> dict[str, Any]:
         counters = dict(self.rest.counters) if self.rest else {}

@@ -23,6 +23,16 @@ def bundled_sources() -> dict[str, Path]:
             if (m := _BUNDLED.search(path.name))}
 
 
+def aimed_at(config_text: str, sim_url: str) -> str:
+    """A config.toml text with its Coinbase URLs pointed at the simulator at `sim_url`."""
+    ws_url = sim_url.replace("http://", "ws://") + "/"
+    for old, new in (('"wss://advanced-trade-ws.coinbase.com"', f'"{ws_url}"'),
+                     ('"wss://advanced-trade-ws-user.coinbase.com"', f'"{ws_url}"'),
+                     ('"https://api.coinbase.com"', f'"{sim_url}"')):
+        config_text = config_text.replace(old, new)
+    return config_text
+
+
 def build(sources: dict[str, Path], speed: float, faults: Faults,
           start_s: int | None = None) -> Simulator:
     """A simulator replaying each product's 1-minute candle file from `start_s`."""
