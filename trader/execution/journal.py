@@ -1,0 +1,179 @@
+"""The write-ahead order journal: an intent is on disk before its request leaves.
+
+One JSON object per line, appended and `fdatasync`ed before `append` returns. The write is
+synchronous on purpose: the guarantee must hold before the request is sent, the journal only
+writes when an order is placed or changes state (not per trade), and a hop to a thread costs
+about what the sync itself does (measured about 60 µs on the development VM's ext4).
+
+Records (field "t"):
+- "intent"  {cid, intent: {...}}   written before the create request is sent
+- "sent"    {cid, order_id}        the exchange acknowledged it
+- "unknown" {cid, why}             a timeout or 5xx after sending: resolved by lookup, later
+- "final"   {cid, status, why}     rejected, filled, cancelled, expired: nothing more to do
+
+A crash can cut the last line short; such a line was never synced whole, so its request was
+never sent: replay skips it and counts it. `compact()` rewrites the file with the entries
+that still need attention (atomic: temp file, fsync, rename, fsync of the directory).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+TERMINAL = "final"
+
+
+@dataclass(slots=True)
+class JournalEntry:
+    """What the journal knows of one client order id."""
+
+    cid: str
+    intent: dict[str, Any]
+    order_id: str | None = None
+    state: str = "intent"  # intent | sent | unknown | final
+    status: str | None = None  # the final status
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return self.state != TERMINAL
+
+
+@dataclass(slots=True)
+class Replay:
+    entries: dict[str, JournalEntry]
+    torn_lines: int
+    orphan_records: int  # records of a cid whose intent is not in the file
+
+    def open_entries(self) -> list[JournalEntry]:
+        return [e for e in self.entries.values() if e.open]
+
+
+class Journal:
+    """Append-only, synced, replayable; the only writer of `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.records_written = 0
+
+    def open(self) -> Replay:
+        """Replay what is on disk, then open for appending (creating the file, mode 0600)."""
+        replay = read_journal(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if replay.torn_lines:
+            self._truncate_torn_tail()
+        return replay
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def intent(self, cid: str, intent: dict[str, Any]) -> None:
+        self._append({"t": "intent", "cid": cid, "intent": intent})
+
+    def sent(self, cid: str, order_id: str) -> None:
+        self._append({"t": "sent", "cid": cid, "order_id": order_id})
+
+    def unknown(self, cid: str, why: str) -> None:
+        self._append({"t": "unknown", "cid": cid, "why": why})
+
+    def final(self, cid: str, status: str, why: str = "") -> None:
+        self._append({"t": TERMINAL, "cid": cid, "status": status, "why": why})
+
+    def compact(self, keep: list[JournalEntry]) -> None:
+        """Rewrite the journal holding only `keep` (their intent and latest state)."""
+        temp = self.path.with_name(self.path.name + ".compact")
+        lines = b"".join(_line(r) for entry in keep for r in _records_of(entry))
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, lines)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.close()
+        os.replace(temp, self.path)
+        _fsync_directory(self.path.parent)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise RuntimeError("journal is not open")
+        data = _line(record)
+        written = os.write(self._fd, data)
+        if written != len(data):  # a full disk: the intent is not safely on disk, do not send
+            raise OSError(f"journal {self.path}: short write ({written} of {len(data)} bytes)")
+        os.fdatasync(self._fd)
+        self.records_written += 1
+
+    def _truncate_torn_tail(self) -> None:
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        os.truncate(self.path, end)
+
+
+def read_journal(path: Path) -> Replay:
+    """Every entry on disk, in order; a torn or undecodable line is skipped and counted."""
+    entries: dict[str, JournalEntry] = {}
+    torn = orphans = 0
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Replay(entries, 0, 0)
+    for raw in data.split(b"\n"):
+        if not raw:
+            continue
+        try:
+            record = orjson.loads(raw)
+            cid, kind = record["cid"], record["t"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            torn += 1
+            continue
+        if kind == "intent":
+            entries.setdefault(cid, JournalEntry(cid, record["intent"]))
+        elif cid in entries:
+            _apply(entries[cid], kind, record)
+        else:
+            orphans += 1
+    return Replay(entries, torn, orphans)
+
+
+def _apply(entry: JournalEntry, kind: str, record: dict[str, Any]) -> None:
+    entry.history.append(kind)
+    if entry.state == TERMINAL:
+        return
+    if kind == "sent":
+        entry.order_id = record["order_id"]
+        entry.state = "sent"
+    elif kind == "unknown" and entry.state != "sent":
+        entry.state = "unknown"
+    elif kind == TERMINAL:
+        entry.state, entry.status = TERMINAL, record.get("status")
+
+
+def _records_of(entry: JournalEntry) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = [{"t": "intent", "cid": entry.cid, "intent": entry.intent}]
+    if entry.order_id is not None:
+        records.append({"t": "sent", "cid": entry.cid, "order_id": entry.order_id})
+    if entry.state == "unknown":
+        records.append({"t": "unknown", "cid": entry.cid, "why": "carried over"})
+    return records
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
