@@ -187,6 +187,27 @@ class RiskConfig:
                                       min=1, max=1000)
     cooldown_s: float = key(3600.0, "pause of new entries after that many losses", "float",
                             unit="s", min=0, max=7 * 86400)
+    risk_fraction: float = key(
+        0.0, "fraction of equity lost if an entry's stop is hit, which sizes each position "
+        "(capped by max_position_usd and max_order_usd); 0: every position is max_position_usd",
+        "float", min=0, max=0.1)
+    stop_loss_pct: float = key(0.0, "exit when the price falls this far under the average "
+                               "entry, unless the strategy set its own stop; 0: off", "float",
+                               unit="%", min=0, max=99)
+    take_profit_pct: float = key(0.0, "exit when the price rises this far over the average "
+                                 "entry, unless the strategy set its own target; 0: off",
+                                 "float", unit="%", min=0, max=1000)
+    trailing_stop_pct: float = key(0.0, "exit when the price falls this far under its highest "
+                                   "since entry; 0: off", "float", unit="%", min=0, max=99)
+    max_hold_s: float = key(0.0, "exit a position held this long; 0: no limit", "float",
+                            unit="s", min=0, max=365 * 86400)
+    breaker_max_errors: int = key(5, "order rejects and execution errors within "
+                                  "breaker_window_s that halt new entries", "int", min=1,
+                                  max=1000)
+    breaker_window_s: float = key(60.0, "sliding window of the circuit breaker", "float",
+                                  unit="s", min=1, max=86400)
+    breaker_halt_s: float = key(300.0, "how long the circuit breaker halts new entries",
+                                "float", unit="s", min=0, max=86400)
 
 
 @dataclass(frozen=True, slots=True)
