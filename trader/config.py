@@ -124,6 +124,12 @@ class CoinbaseConfig:
     public_rest_rps: float = key(
         8.0, "pace of public REST requests (Coinbase allows 10/s per IP)", "float",
         unit="requests/s", min=0, min_open=True, max=10)
+    private_rest_rps: float = key(
+        20.0, "pace of authenticated REST requests (Coinbase allows 30/s per user)", "float",
+        unit="requests/s", min=0, min_open=True, max=30)
+    request_timeout_s: float = key(
+        10.0, "an order request unanswered this long is unknown and looked up, never resent "
+        "with a new id", "float", unit="s", min=1, max=120)
 
 
 @dataclass(frozen=True, slots=True)
