@@ -14,7 +14,7 @@ LAYERS = {
     1: {"trader.kernels"},
     2: {"trader.market", "trader.indicators", "trader.selector", "trader.strategy",
         "trader.registry", "trader.risk", "trader.engine", "trader.signals",
-        "trader.strategy_runner"},
+        "trader.strategy_runner", "trader.trading"},
     3: {"trader.coinbase", "trader.execution", "trader.store", "trader.reload", "trader.status",
         "trader.systemd", "trader.simulator"},
     4: {"trader.cli", "trader.__main__", "trader.app", "trader.backtest", "trader.statusview",

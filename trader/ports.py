@@ -1,8 +1,11 @@
-"""The shapes components plug into the app with (stdlib only)."""
+"""The shapes components plug into the app with (stdlib and domain types only)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
+
+from trader.types import Fill, OrderIntent, OrderUpdate
 
 
 @runtime_checkable
@@ -39,3 +42,33 @@ class Reconfigurable(Protocol):
     config_sections: tuple[str, ...]
 
     def apply_section(self, name: str, section: Any) -> None: ...
+
+
+@runtime_checkable
+class Execution(Protocol):
+    """Where order intents go: paper, shadow or live (DESIGN.md section 4).
+
+    `submit` and `cancel` return at once and never raise on an exchange problem; what
+    happens is reported later through the `OrderEvents` the execution was built with.
+    `ready()` is False until the execution has reconciled with the exchange after a start.
+    """
+
+    name: str
+
+    def submit(self, intent: OrderIntent) -> None: ...
+
+    def cancel(self, client_order_id: str) -> None: ...
+
+    def ready(self) -> bool: ...
+
+    def equity_usd(self) -> Decimal | None: ...
+
+
+class OrderEvents(Protocol):
+    """What an execution reports to: the trading core (see `trader.trading`)."""
+
+    def on_update(self, update: OrderUpdate) -> None: ...
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+    def on_error(self, kind: str, detail: str) -> None: ...

@@ -134,7 +134,7 @@ class Registry:
         if known is not None:
             return self._adopt(known, intent)
         if intent.kind is OrderKind.ENTRY:
-            reason = self.can_enter(intent.strategy, intent.product_id)
+            reason = self._entry_denial(intent)
             if reason is not None:
                 raise ValueError(f"second entry refused: {reason}")
         self._intents[intent.client_order_id] = intent
@@ -205,6 +205,20 @@ class Registry:
         """Orders not in a terminal state (PENDING, OPEN, UNKNOWN), optionally of one product."""
         orders = (self._orders[c] for c in self._working)
         return [o for o in orders if product_id is None or o.product_id == product_id]
+
+    def _entry_denial(self, intent: OrderIntent) -> str | None:
+        """A later attempt of an entry (a reprice of its unfilled rest) may add to the
+        position its own earlier attempts opened; anything else is a second entry."""
+        if intent.attempt == 0:
+            return self.can_enter(intent.strategy, intent.product_id)
+        for order in self.open_orders(intent.product_id):
+            if order.kind is OrderKind.ENTRY:
+                return f"an entry order for {intent.product_id} is {order.status}"
+        book = self._books.get(intent.product_id)
+        if book is not None and book.holding is not None:
+            if book.holding.strategy != intent.strategy:
+                return f"{intent.product_id} is already held by {book.holding.strategy}"
+        return None
 
     def can_enter(self, strategy: str, product_id: str) -> str | None:
         """Why `strategy` may not open `product_id` now (one position per product), or None."""
