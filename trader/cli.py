@@ -7,10 +7,15 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trader import __version__
 from trader import config as cfg
 from trader.reload import read_config
+from trader.simulator.private_cli import add_private_options
+
+if TYPE_CHECKING:
+    from trader.store.backfill import BackfillJob
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -64,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_init)
 
+    _add_backfill(commands)
+
     sim = commands.add_parser("sim", help="a Coinbase simulator on loopback (offline tests)")
     sim.add_argument("--data", action="append", default=[], metavar="PRODUCT=FILE",
                      help="a 1-minute candle file to replay (default: the bundled sample)")
@@ -75,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     for fault in ("drop", "gap", "malformed", "oversized", "stall"):
         sim.add_argument(f"--{fault}-rate", type=float, default=0.0, metavar="P",
                          help=f"probability of a {fault} fault per frame")
+    add_private_options(sim)
     sim.set_defaults(handler=_sim)
 
     demo = commands.add_parser("demo", help="offline: simulator + paper daemon + status view")
@@ -82,6 +90,109 @@ def _parser() -> argparse.ArgumentParser:
                       help="run S seconds, print one status frame and exit")
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def _add_backfill(commands: argparse._SubParsersAction) -> None:
+    backfill = commands.add_parser(
+        "backfill", help="candle history from Coinbase REST into the database or a file",
+        description="Fetch candles from Coinbase's public REST API into the database "
+        "(storage.dsn) or a gzip CSV file. Resumable: only what is not held yet is fetched.")
+    backfill.add_argument("products", nargs="+", metavar="PRODUCT", help="e.g. BTC-USD")
+    backfill.add_argument("--interval", default="1m",
+                          help="candle interval: 1m (default) 5m 15m 30m 1h 2h 4h 6h 1d")
+    backfill.add_argument("--since", required=True, type=_time_arg, metavar="DATE",
+                          help="first bar: 2024-01-31, 2024-01-31T12:00 (UTC) or unix seconds")
+    backfill.add_argument("--until", type=_time_arg, metavar="DATE",
+                          help="end, exclusive (default: after the last closed bar)")
+    backfill.add_argument("--out", metavar="FILE.csv.gz",
+                          help="write a candle file instead of the database; with several "
+                          "products the name must contain {product}")
+    backfill.add_argument("-c", "--config", type=Path,
+                          help="config file (default: ./config.toml if it exists)")
+    backfill.add_argument("--rate", type=_positive_float, metavar="R",
+                          help="requests per second (default: coinbase.public_rest_rps; "
+                          "Coinbase allows 10)")
+    backfill.add_argument("--batch-pages", type=int, default=10, choices=range(1, 1001),
+                          metavar="N", help="pages of 300 bars stored at once (default: 10)")
+    backfill.set_defaults(handler=_backfill)
+
+
+def _time_arg(text: str) -> int:
+    from trader.store.backfill import parse_time_s
+
+    try:
+        return parse_time_s(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2024-01-31, 2024-01-31T12:00 or unix seconds, got {text!r}"
+        ) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from trader.store.backfill import run
+
+    config = _backfill_config(args.config)
+    if config is None:
+        return 2
+    job_or_error = _backfill_job(args, config)
+    if isinstance(job_or_error, str):
+        print(f"trader backfill: error: {job_or_error}", file=sys.stderr)
+        return 2
+    return run(job_or_error)
+
+
+def _backfill_config(path: Path | None) -> cfg.Config | None:
+    """The config (defaults when no -c and no ./config.toml); None after printing errors."""
+    if path is None and not DEFAULT_CONFIG.exists():
+        return cfg.Config()
+    path = path or DEFAULT_CONFIG
+    parsed = read_config(path)
+    if isinstance(parsed, cfg.Config):
+        return parsed
+    for key_path, reason in parsed:
+        print(f"trader backfill: {path}: {key_path}: {reason}", file=sys.stderr)
+    return None
+
+
+def _backfill_job(args: argparse.Namespace, config: cfg.Config) -> BackfillJob | str:
+    """A BackfillJob, or what is wrong with the arguments."""
+    from trader.coinbase.rest import GRANULARITY_NAMES
+    from trader.store.backfill import BackfillJob
+
+    try:
+        interval_s = cfg.interval_seconds(args.interval)
+    except ValueError as exc:
+        return str(exc)
+    if interval_s not in GRANULARITY_NAMES:
+        names = " ".join(_interval_name(s) for s in GRANULARITY_NAMES)
+        return f"Coinbase has no {args.interval} candles; it has {names}"
+    if args.until is not None and args.until <= args.since:
+        return "--until must be after --since"
+    products = tuple(dict.fromkeys(args.products))
+    if args.out and len(products) > 1 and "{product}" not in args.out:
+        return "with several products, --out must contain {product}"
+    if not args.out and not config.storage.dsn:
+        return "nowhere to write: set storage.dsn in the config or pass --out FILE.csv.gz"
+    return BackfillJob(products, interval_s, args.since, args.until, config.coinbase.rest_url,
+                       args.rate or config.coinbase.public_rest_rps, config.storage.dsn,
+                       args.out, args.batch_pages)
+
+
+def _interval_name(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +223,7 @@ def _sim(args: argparse.Namespace) -> int:
 
     import uvloop
 
+    from trader.simulator.private_cli import private_config
     from trader.simulator.run import build, bundled_sources, serve
     from trader.simulator.server import Faults
 
@@ -122,7 +234,7 @@ def _sim(args: argparse.Namespace) -> int:
     faults = Faults(seed=args.seed, drop_rate=args.drop_rate, gap_rate=args.gap_rate,
                     malformed_rate=args.malformed_rate, oversized_rate=args.oversized_rate,
                     stall_rate=args.stall_rate, stall_s=5.0)
-    simulator = build(sources, args.speed, faults, args.start)
+    simulator = build(sources, args.speed, faults, args.start, private=private_config(args))
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(serve(simulator, args.host, args.port))

@@ -5,6 +5,8 @@ second the clock task emits, in time order, each product's trades of that second
 (`market_trades`, newest first), a `ticker` per product that traded, and one `heartbeats`
 frame. Each connection numbers its frames with its own `sequence_num`, from 0.
 Faults are drawn per frame from a seeded generator, so a run is reproducible.
+The private side (orders, accounts, the user channel: orders_api.py) is fed every replayed
+trade, to fill resting orders, and every heartbeat.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from trader.simulator import wire
+from trader.simulator.orders_api import PrivateApi, PrivateConfig
 from trader.simulator.tape import Tape
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ class Faults:
     oversized_bytes: int = 12 * 2**20
     stall_rate: float = 0.0  # pause a connection's sending for `stall_s` wall seconds
     stall_s: float = 0.0
+    rest_error_rate: float = 0.0  # per public REST request: answer 503 instead
 
 
 @dataclass
@@ -76,7 +80,8 @@ class Simulator:
 
     def __init__(self, tapes: dict[str, Tape], candles: dict[str, Any], start_s: int,
                  speed: float = 1.0, faults: Faults = Faults(), public_rps: float = 10.0,
-                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 monotonic_ns: Callable[[], int] = time.monotonic_ns,
+                 private: PrivateConfig | None = None) -> None:
         self.tapes = tapes
         self.candles = candles  # product id -> CandleArrays of 1-minute candles
         self.start_ns = start_s * 1_000_000_000
@@ -84,7 +89,8 @@ class Simulator:
         self.faults = faults
         self.fault_counts = FaultCounts()
         self.connections: set[Connection] = set()
-        self.counters = {"connections": 0, "frames": 0, "rest_requests": 0, "rate_limited": 0}
+        self.counters = {"connections": 0, "frames": 0, "rest_requests": 0, "rate_limited": 0,
+                         "server_errors": 0}
         self._rng = random.Random(faults.seed)
         self._monotonic_ns = monotonic_ns
         self._wall0_ns = monotonic_ns()
@@ -93,6 +99,8 @@ class Simulator:
         self._bucket = _TokenBucket(public_rps, monotonic_ns)
         self._runner: web.AppRunner | None = None
         self._clock_task: asyncio.Task | None = None
+        products = [self._product_body(p) for p, tape in tapes.items() if len(tape)]
+        self.private = PrivateApi(private or PrivateConfig(), products, self.now_ns)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -105,6 +113,7 @@ class Simulator:
         app.router.add_get(f"{prefix}/market/products", self._products)
         app.router.add_get(f"{prefix}/market/products/{{product_id}}", self._product)
         app.router.add_get(f"{prefix}/market/products/{{product_id}}/candles", self._candles)
+        self.private.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -154,6 +163,7 @@ class Simulator:
         for connection in self.connections:
             if connection.wants("heartbeats"):
                 self._enqueue(connection, "heartbeats", end_ns, [event])
+        self.private.user.heartbeat(end_ns, event)
         if self.faults.stall_rate and self._rng.random() < self.faults.stall_rate:
             self._stall_one()
 
@@ -168,6 +178,8 @@ class Simulator:
                               [wire.trade_event("update", trades)])
             if connection.wants("ticker", tape.product_id):
                 self._enqueue(connection, "ticker", time_ns, [ticker])
+        self.private.exchange.on_trades(tape.product_id, tape.time_ns[lo:hi],
+                                        tape.price[lo:hi], tape.size[lo:hi])
 
     def _trade(self, tape: Tape, i: int) -> dict[str, str]:
         return wire.trade(tape.product_id, tape.trade_id(i), float(tape.price[i]),
@@ -309,6 +321,16 @@ class Simulator:
         self.counters["rate_limited"] += 1
         return web.Response(status=429, body=wire.RATE_LIMITED, content_type="application/json")
 
+    def _limited_or_failing(self) -> web.Response | None:
+        if (limited := self._limited()) is not None:
+            return limited
+        rate = self.faults.rest_error_rate
+        if not rate or self._rng.random() >= rate:
+            return None
+        self.counters["server_errors"] += 1
+        return web.Response(status=503, content_type="application/json",
+                            body=wire.rest_error("UNAVAILABLE", "simulated outage"))
+
     async def _time(self, request: web.Request) -> web.Response:
         now_ns = self.now_ns()
         body = {"iso": wire.rfc3339(now_ns, 3), "epochSeconds": str(now_ns // 10**9),
@@ -337,7 +359,7 @@ class Simulator:
         return wire.product(product_id, float(tape.price[max(hi - 1, 0)]))
 
     async def _candles(self, request: web.Request) -> web.Response:
-        if (limited := self._limited()) is not None:
+        if (limited := self._limited_or_failing()) is not None:
             return limited
         product_id = request.match_info["product_id"]
         if product_id not in self.candles:
