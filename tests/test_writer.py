@@ -24,7 +24,8 @@ from tests.pg import PostgresServer, free_port
 from trader.config import StorageConfig
 from trader.ports import Component, Drains, Reconfigurable
 from trader.store import schema
-from trader.store.writer import SPILL_DIR, Writer, read_spill, write_spill
+from trader.store.spill import SPILL_DIR, read_spill, write_spill
+from trader.store.writer import Writer
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 PLUS_2 = timezone(timedelta(hours=2))

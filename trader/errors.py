@@ -15,3 +15,9 @@ class FrameError(TraderError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The exception's type and the first line of its message, for logs and status."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
