@@ -96,6 +96,10 @@ class PublicRest:
             pages.append(_parsed(rest_bodies.parse_candles, body))
         return rest_bodies.concat_candles(pages).between(start_s, end_s)
 
+    async def server_time_s(self) -> int:
+        """The exchange's clock (`GET /time`), unix seconds."""
+        return _parsed(rest_bodies.parse_server_time_s, await self.get_json("/time"))
+
     async def products(self) -> list[Any]:
         body = await self.get_json("/market/products", {"product_type": "SPOT"})
         return _parsed(rest_bodies.parse_products, body)

@@ -41,6 +41,14 @@ def concat_candles(parts: list[CandleArrays]) -> CandleArrays:
     return CandleArrays(times, *(c[first] for c in columns[1:]))
 
 
+def parse_server_time_s(body: Any) -> int:
+    """`{"iso": ..., "epochSeconds": "1754773548", ...}` into unix seconds."""
+    try:
+        return int(body["epochSeconds"])
+    except (KeyError, TypeError, ValueError):
+        raise FrameError("bad_field", f"server time body {str(body)[:200]}") from None
+
+
 def parse_products(body: Any) -> list[Product]:
     """`{"products": [...]}` into Products; rows that are not spot products are skipped."""
     return [parse_product(row) for row in _list(body, "products")

@@ -155,10 +155,23 @@ class Migration:
     autocommit: frozenset[str] = frozenset()
 
 
+_BACKFILL_RANGES = (
+    """CREATE TABLE IF NOT EXISTS backfill_ranges (
+        product_id text NOT NULL,
+        interval_s integer NOT NULL,
+        start_time timestamptz NOT NULL,
+        end_time timestamptz NOT NULL,
+        fetched_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (product_id, interval_s, start_time))""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", {"postgresql": _CREATE_TABLES + _PLAIN_TIME_INDEXES,
                             "timescaledb": _CREATE_TABLES + _HYPERTABLES},
               autocommit=frozenset({"timescaledb"})),
+    # the spans `trader backfill` fetched, so a quiet stretch is not asked for again
+    Migration(2, "backfill ranges", {"postgresql": _BACKFILL_RANGES,
+                                     "timescaledb": _BACKFILL_RANGES}),
 )
 
 _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
