@@ -23,13 +23,8 @@ from trader.kernels.series import CandleArrays
 from trader.simulator.run import TiledCandles, build_tiled, bundled_sources
 from trader.simulator.server import Faults, Simulator
 from trader.store import schema
-from trader.store.backfill import (
-    batches_of,
-    merge_ranges,
-    missing_ranges,
-    parse_time_s,
-    runs_of,
-)
+from trader.store.backfill import batches_of, missing_ranges, parse_time_s
+from trader.store.candle_store import merge_ranges, runs_of
 from trader.store.history import load_candles, read_candle_file
 
 DAY_S = 86_400

@@ -4,8 +4,9 @@ Resumable and idempotent. A run first reads what is held in [since, until): the 
 runs fetched (table `backfill_ranges`; for a file, its part names and its `.ranges` sidecar)
 and every run of consecutive candles already stored. Only the holes between are fetched, in
 batches of pages. Each batch is stored together with the record of its range, atomically (one
-transaction; one renamed part file), so a run killed at any moment continues without
-duplicates, and a range the exchange answered with no candles (no trades) is not asked again.
+transaction in db_store; one renamed part file in file_store), so a run killed at any moment
+continues without duplicates, and a range the exchange answered with no candles (no trades) is
+not asked again.
 
 All products share one PublicRest, so one Pacer keeps the whole run under the public rate
 limit; 429 and 5xx answers are retried there with backoff.
@@ -15,20 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, zip_longest
-from pathlib import Path
 from typing import Protocol
 
 import aiohttp
 import asyncpg
-import numpy as np
 import uvloop
 from rich.console import Console
 from rich.progress import (
@@ -44,40 +42,9 @@ from rich.progress import Progress as RichBars
 from rich.text import Text
 
 from trader.coinbase.rest import CANDLES_PER_REQUEST, Pacer, PublicRest, RestError
-from trader.coinbase.rest_bodies import concat_candles
-from trader.errors import TraderError
-from trader.kernels.series import CandleArrays
-from trader.store import schema
-from trader.store.history import (
-    candles_copy_data,
-    load_candle_times,
-    read_candle_file,
-    write_candle_file,
-)
-
-Range = tuple[int, int]  # [start_s, end_s), unix seconds, aligned to the interval
-
-_STAGE_DDL = """CREATE TEMP TABLE IF NOT EXISTS backfill_stage (
-    time timestamptz NOT NULL, open float8 NOT NULL, high float8 NOT NULL,
-    low float8 NOT NULL, close float8 NOT NULL, volume float8 NOT NULL) ON COMMIT DELETE ROWS"""
-_CANDLES = schema.TABLES["candles"]
-_UPSERT = (
-    f"INSERT INTO candles ({', '.join(_CANDLES.columns)}) "
-    "SELECT $1, $2, time, open, high, low, close, volume FROM backfill_stage "
-    f"ON CONFLICT ({', '.join(_CANDLES.key)}) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _CANDLES.columns if c not in _CANDLES.key))
-_RECORD = ("INSERT INTO backfill_ranges (product_id, interval_s, start_time, end_time) "
-           "VALUES ($1, $2, to_timestamp($3), to_timestamp($4)) "
-           "ON CONFLICT (product_id, interval_s, start_time) DO UPDATE "
-           "SET end_time = greatest(backfill_ranges.end_time, EXCLUDED.end_time)")
-_RANGES = ("SELECT extract(epoch FROM start_time)::bigint, extract(epoch FROM end_time)::bigint "
-           "FROM backfill_ranges WHERE product_id = $1 AND interval_s = $2 "
-           "AND end_time > to_timestamp($3) AND start_time < to_timestamp($4)")
-
-
-class BackfillError(TraderError):
-    """A backfill cannot go on (a file of another interval, a bad server time, …)."""
-
+from trader.store.candle_store import BackfillError, Range, Store, merge_ranges
+from trader.store.db_store import DatabaseStore
+from trader.store.file_store import FileStore
 
 # Failures of the outside world, reported with their message (exit 1); anything else is a bug.
 EXPECTED_ERRORS = (BackfillError, RestError, OSError, asyncpg.PostgresError,
@@ -118,31 +85,12 @@ class BackfillReport:
     elapsed_s: float = 0.0
 
 
-class Store(Protocol):
-    async def held(self, product_id: str, interval_s: int, span: Range) -> list[Range]: ...
-    async def store(self, product_id: str, interval_s: int, batch: Range,
-                    candles: CandleArrays) -> None: ...
-    async def finish(self, product_id: str, interval_s: int) -> None: ...
-    async def close(self) -> None: ...
-
-
 class Progress(Protocol):
     def start(self, product_id: str, total: int, held: int) -> None: ...
     def advance(self, product_id: str, buckets: int, candles: int) -> None: ...
 
 
 # ---- ranges ---------------------------------------------------------------------------------
-
-def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
-    """Sorted, non-empty, overlapping or touching ranges joined."""
-    merged: list[Range] = []
-    for start, end in sorted(r for r in ranges if r[1] > r[0]):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
 
 def missing_ranges(span: Range, held: Iterable[Range]) -> list[Range]:
     """The parts of `span` outside every held range."""
@@ -156,16 +104,6 @@ def missing_ranges(span: Range, held: Iterable[Range]) -> list[Range]:
     if cursor < span[1]:
         holes.append((cursor, span[1]))
     return holes
-
-
-def runs_of(time_s: np.ndarray, interval_s: int) -> list[Range]:
-    """Runs of consecutive bars, each as [first open, last open + interval)."""
-    if len(time_s) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(time_s) != interval_s) + 1
-    starts = time_s[np.concatenate([[0], breaks])]
-    ends = time_s[np.concatenate([breaks - 1, [len(time_s) - 1]])] + interval_s
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
 def batches_of(holes: Iterable[Range], interval_s: int, batch_pages: int) -> list[Range]:
@@ -274,187 +212,6 @@ async def _work(job: BackfillJob, rest: PublicRest, store: Store, progress: Prog
         stats.batches += 1
         stats.candles += len(candles)
         progress.advance(product_id, (batch[1] - batch[0]) // job.interval_s, len(candles))
-
-
-# ---- the database ---------------------------------------------------------------------------
-
-class DatabaseStore:
-    """Candles upserted into `candles`, each batch in one transaction with its range record."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self._lock = asyncio.Lock()  # one connection: one statement at a time
-
-    @classmethod
-    async def open(cls, dsn: str) -> DatabaseStore:
-        """Connect, migrate the schema, make sure the ranges table is there."""
-        conn = await asyncpg.connect(dsn)
-        try:
-            await schema.migrate(conn)
-            await conn.execute(_STAGE_DDL)
-        except BaseException:
-            await conn.close()
-            raise
-        return cls(conn)
-
-    async def held(self, product_id: str, interval_s: int, span: Range) -> list[Range]:
-        async with self._lock:
-            rows = await self._conn.fetch(_RANGES, product_id, interval_s, *map(float, span))
-            times = await load_candle_times(self._conn, product_id, interval_s, *span)
-        return merge_ranges([*(tuple(r) for r in rows), *runs_of(times, interval_s)])
-
-    async def store(self, product_id: str, interval_s: int, batch: Range,
-                    candles: CandleArrays) -> None:
-        async with self._lock, self._conn.transaction():
-            if len(candles):
-                await self._conn.copy_to_table("backfill_stage", format="binary",
-                                               source=_once(candles_copy_data(candles)))
-                await self._conn.execute(_UPSERT, product_id, interval_s)
-            await self._conn.execute(_RECORD, product_id, interval_s, *map(float, batch))
-
-    async def finish(self, product_id: str, interval_s: int) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self._conn.close()
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-# ---- files ----------------------------------------------------------------------------------
-
-class FileStore:
-    """A gzip CSV candle file per product, with its batches as part files until complete.
-
-    `FILE.parts/<interval_s>_<start_s>_<end_s>.csv.gz` holds one batch, written to a temporary
-    name, fsynced and renamed, so its name (the fetched range) and its candles appear together.
-    `finish` merges the file and its parts into a new FILE (temporary name, fsync, rename),
-    then writes the union of fetched ranges to `FILE.ranges` the same way, then drops the
-    parts: a kill between these steps leaves nothing that the next run misreads.
-    """
-
-    def __init__(self, template: str) -> None:
-        self._template = template
-
-    def path_of(self, product_id: str) -> Path:
-        return Path(self._template.replace("{product}", product_id))
-
-    async def held(self, product_id: str, interval_s: int, span: Range) -> list[Range]:
-        return await asyncio.to_thread(self._held, self.path_of(product_id), interval_s)
-
-    async def store(self, product_id: str, interval_s: int, batch: Range,
-                    candles: CandleArrays) -> None:
-        await asyncio.to_thread(_write_part, self.path_of(product_id), interval_s, batch,
-                                candles)
-
-    async def finish(self, product_id: str, interval_s: int) -> None:
-        await asyncio.to_thread(self._merge, self.path_of(product_id), interval_s)
-
-    async def close(self) -> None:
-        return None
-
-    def _held(self, path: Path, interval_s: int) -> list[Range]:
-        parts = _parts_of(path, interval_s)
-        ranges = _read_ranges(path, interval_s) + [r for r, _ in parts]
-        files = ([path] if path.exists() else []) + [p for _, p in parts]
-        times = np.unique(np.concatenate([_read(f).time_s for f in files] or [[]]))
-        return merge_ranges([*ranges, *runs_of(times.astype(np.int64), interval_s)])
-
-    def _merge(self, path: Path, interval_s: int) -> None:
-        parts = _parts_of(path, interval_s)
-        if path.exists() and not parts:
-            return
-        files = ([path] if path.exists() else []) + [p for _, p in parts]
-        merged = concat_candles([_read(f) for f in files])
-        _replace(path, lambda tmp: write_candle_file(tmp, merged, fsync=True))
-        ranges = merge_ranges(_read_ranges(path, interval_s) + [r for r, _ in parts])
-        text = "".join(f"{interval_s} {start} {end}\n" for start, end in ranges)
-        _replace(_ranges_path(path), lambda tmp: _write_text(tmp, text))
-        for _, part in parts:
-            part.unlink()
-        if _parts_dir(path).exists():
-            for leftover in _parts_dir(path).glob("*.tmp"):
-                leftover.unlink()
-            _parts_dir(path).rmdir()
-
-
-def _parts_dir(path: Path) -> Path:
-    return path.with_name(path.name + ".parts")
-
-
-def _ranges_path(path: Path) -> Path:
-    return path.with_name(path.name + ".ranges")
-
-
-def _parts_of(path: Path, interval_s: int) -> list[tuple[Range, Path]]:
-    """The finished part files (fetched range, path), refusing parts of another interval."""
-    found = []
-    for part in sorted(_parts_dir(path).glob("*_*_*.csv.gz")):
-        fields = part.name.removesuffix(".csv.gz").split("_")
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
-            continue
-        if int(fields[0]) != interval_s:
-            raise BackfillError(f"{part} holds {fields[0]} s candles, not {interval_s} s")
-        found.append(((int(fields[1]), int(fields[2])), part))
-    return found
-
-
-def _read_ranges(path: Path, interval_s: int) -> list[Range]:
-    """The fetched ranges recorded beside a finished file ("interval_s start_s end_s" lines)."""
-    try:
-        lines = _ranges_path(path).read_text().split("\n")
-    except FileNotFoundError:
-        return []
-    ranges = []
-    for line in filter(None, lines):
-        fields = line.split()
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
-            raise BackfillError(f"{_ranges_path(path)}: cannot read the line {line!r}")
-        if int(fields[0]) != interval_s:
-            raise BackfillError(f"{path} holds {fields[0]} s candles, not {interval_s} s")
-        ranges.append((int(fields[1]), int(fields[2])))
-    return ranges
-
-
-def _read(path: Path) -> CandleArrays:
-    try:
-        return read_candle_file(path)
-    except (ValueError, EOFError) as exc:  # EOFError: a gzip stream cut short
-        raise BackfillError(f"{path} is not a readable candle file: {exc}") from exc
-
-
-def _write_part(path: Path, interval_s: int, batch: Range, candles: CandleArrays) -> None:
-    folder = _parts_dir(path)
-    if not folder.exists():
-        folder.mkdir(parents=True)
-        _fsync_dir(folder.parent)
-    part = folder / f"{interval_s}_{batch[0]}_{batch[1]}.csv.gz"
-    _replace(part, lambda tmp: write_candle_file(tmp, candles, fsync=True))
-
-
-def _replace(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through `write(temporary path)`, then rename over `path` and fsync the folder."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- the command ----------------------------------------------------------------------------
