@@ -5,7 +5,8 @@ A simulator (in this process) replays the bundled real candles under 500 product
 id replays one of the three files); a `trader run` subprocess subscribes to all 500 with
 1m/5m/1h windows of 1,000 bars and the shipped sma_cross. RSS is sampled every 2 s from
 /proc once the daemon is READY, for `--minutes` of exchange time at 60x. Target: under
-200 MB and flat. Baseline named: the same daemon with 3 products, in the same run.
+200 MB and flat. Baseline named: the same daemon with 3 products, in the same run. At the
+end it prints where the RSS is (anonymous, file-backed, numba's LLVM library).
 """
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ def rss_mib(pid: int) -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def breakdown_mib(pid: int) -> dict[str, float]:
+    """Where the RSS is: private anonymous memory, file-backed pages, and of these the LLVM
+    library numba loads its cached kernels with."""
+    figures = {"llvmlite": 0.0}
+    mapping = ""
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if not fields[0].endswith(":"):
+                mapping = fields[-1]
+            elif fields[0] == "Rss:" and "libllvmlite" in mapping:
+                figures["llvmlite"] += int(fields[1]) / 1024
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                figures[line[3:7].lower()] = int(line.split()[1]) / 1024
+    return figures
+
+
 def simulator(products: int) -> Simulator:
     files = [read_candle_file(path) for path in bundled_sources().values()]
     candles = {f"P{i:03d}-USD": files[i % len(files)] for i in range(products)}
@@ -57,7 +77,7 @@ def config(sim_url: str, products: list[str], workdir: Path) -> Path:
     return path
 
 
-async def measure(products: int, minutes: float) -> list[float]:
+async def measure(products: int, minutes: float) -> tuple[list[float], dict[str, float]]:
     sim = simulator(products)
     url = await sim.start()
     with tempfile.TemporaryDirectory() as tmp, \
@@ -79,7 +99,7 @@ async def measure(products: int, minutes: float) -> list[float]:
             while time.monotonic() < ends:
                 samples.append(rss_mib(proc.pid))
                 await asyncio.sleep(2)
-            return samples
+            return samples, breakdown_mib(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 60)
@@ -90,12 +110,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30.0, help="exchange minutes")
     args = parser.parse_args()
-    small = asyncio.run(measure(3, args.minutes))
-    large = asyncio.run(measure(500, args.minutes))
-    for label, samples in (("3 products (baseline)", small), ("500 products", large)):
+    small, small_parts = asyncio.run(measure(3, args.minutes))
+    large, large_parts = asyncio.run(measure(500, args.minutes))
+    for label, samples, parts in (("3 products (baseline)", small, small_parts),
+                                  ("500 products", large, large_parts)):
         print(f"{label}: RSS at READY {samples[0]:.1f} MiB, max {max(samples):.1f} MiB, "
               f"end {samples[-1]:.1f} MiB over {args.minutes:g} exchange minutes "
               f"({len(samples)} samples)")
+        print(f"  at the end: anonymous {parts['anon']:.1f} MiB, file-backed {parts['file']:.1f} "
+              f"MiB (libllvmlite.so {parts['llvmlite']:.1f} MiB)")
     print(f"ratio 500 / 3 products (max RSS): {max(large) / max(small):.2f}x; target < 200 MB")
 
 

@@ -5,14 +5,19 @@ The feed calls in here for every frame; nothing awaits between a frame and what 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from trader.kernels import ring
 from trader.market import Market
 from trader.selector import Selector
 from trader.signals import SignalBook
 from trader.strategy_runner import StrategyRunner
-from trader.types import Heartbeat, Quote, Trade
+from trader.trading import Trading
+from trader.types import Heartbeat, Quote, Signal
+
+TradeColumnsListener = Callable[[Sequence[str], Sequence[int], Sequence[float], Sequence[float]],
+                                None]
 
 
 class Engine:
@@ -24,8 +29,10 @@ class Engine:
 
     def __init__(self, market: Market, on_repair_needed: Callable[[], None] = lambda: None,
                  selector: Selector | None = None, runner: StrategyRunner | None = None,
-                 book: SignalBook | None = None) -> None:
+                 book: SignalBook | None = None, trading: Trading | None = None) -> None:
         self.market = market
+        self.trading = trading
+        self.trade_listeners: list[TradeColumnsListener] = []  # e.g. the paper account
         self.on_repair_needed = on_repair_needed
         self.quotes: dict[str, Quote] = {}
         self.selector = selector
@@ -39,19 +46,48 @@ class Engine:
         allowed = None
         if self.selector is not None:
             allowed = self.selector.mask(len(market.windows[interval_s].count))
+            if self.trading is not None:  # a held product stays managed out of the top N
+                for product_id in self.trading.registry.positions():
+                    if product_id in market.slots:
+                        allowed[market.slots[product_id]] = True
         signals = self.runner.on_bar_close(interval_s, bar_time_s, market.windows[interval_s],
                                            market.slots, allowed)
         self.book.record(signals)
+        if self.trading is not None:
+            self._trade(interval_s, bar_time_s, signals)
+
+    def _trade(self, interval_s: int, bar_time_s: int, signals: list[Signal]) -> None:
+        """Exits first at the 1-minute closes, then the strategies' decisions."""
+        trading = self.trading
+        bar_time_ns = bar_time_s * 1_000_000_000
+        if interval_s == 60:
+            held = trading.registry.positions()
+            if held:
+                window = self.market.windows[60]
+                newest = ring.last_n_all(window.buf, window.head, 1)[:, 0, ring.CLOSE]
+                slots = self.market.slots
+                trading.on_prices({p: float(newest[slots[p]]) for p in held if p in slots},
+                                  bar_time_ns)
+        if signals:
+            trading.on_signals(signals)
 
     # ---- the feed's sink --------------------------------------------------------------------
 
-    def on_trades(self, trades: list[Trade]) -> None:
-        self.market.on_trades(trades)
-        self._check_repairs()
+    def on_trade_columns(self, product_ids: Sequence[str], times_ns: Sequence[int],
+                         prices: Sequence[float], sizes: Sequence[float]) -> None:
+        """One frame's trades as columns, oldest first."""
+        self.market.on_trade_columns(product_ids, times_ns, prices, sizes)
+        for listener in self.trade_listeners:
+            listener(product_ids, times_ns, prices, sizes)
+        if self.market.queue:
+            self._check_repairs()
 
     def on_heartbeat(self, heartbeat: Heartbeat) -> None:
         self.market.advance(heartbeat.current_time_ns)
-        self._check_repairs()
+        if self.trading is not None:
+            self.trading.on_tick(self.trading.clock())
+        if self.market.queue:
+            self._check_repairs()
 
     def on_quote(self, quote: Quote) -> None:
         self.quotes[quote.product_id] = quote

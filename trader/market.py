@@ -15,8 +15,9 @@ product's previous emitted close, so repairs of earlier minutes carry forward co
 from __future__ import annotations
 
 import collections
+import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from trader.kernels.series import CandleArrays
 from trader.types import Trade
 
 MINUTE_NS = ck.MINUTE_NS
-_FOLD_COUNTER = {ck.FOLD_OK: "trades", ck.FOLD_LATE: "late_trades", ck.FOLD_BAD: "bad_trades"}
+PENDING_FRAMES = 64  # frames held before a fold: bounds the fold left for a bar close
 BarListener = Callable[[int, int], None]  # (interval_s, bar_time_s)
 
 
@@ -67,6 +68,7 @@ class Market:
         self.last_emitted_s: int | None = None
         self._pending_dirty: dict[int, np.ndarray] = {}  # not yet closed minute -> slot mask
         self._started = False  # the first exchange time starts the clock (`_start`)
+        self._pending: list[tuple[Sequence[Any], ...]] = []  # frames' trade columns
         wanted = list(dict.fromkeys(products))
         self._allocate(len(wanted) + spare_slots)
         for product_id in wanted:
@@ -124,6 +126,7 @@ class Market:
 
     def set_products(self, products: Iterable[str]) -> tuple[list[str], list[str]]:
         """Add and free product slots; returns (added, removed). Added ones need history."""
+        self.flush()  # pending trades belong to the slots as they are
         wanted = list(dict.fromkeys(products))
         removed = [p for p in self.slots if p not in wanted]
         added = [p for p in wanted if p not in self.slots]
@@ -146,42 +149,50 @@ class Market:
     # ---- input ------------------------------------------------------------------------------
 
     def on_trades(self, trades: list[Trade]) -> None:
-        """Fold one frame's trades (oldest first) and close whatever minutes are due."""
-        slots = self.slots
+        """Fold one frame's trades (oldest first); see `on_trade_columns`."""
+        self.on_trade_columns([t.product_id for t in trades], [t.time_ns for t in trades],
+                              [t.price for t in trades], [t.size for t in trades])
+
+    def on_trade_columns(self, product_ids: Sequence[str], times_ns: Sequence[int],
+                         prices: Sequence[float], sizes: Sequence[float]) -> None:
+        """Take one frame's trades (columns, oldest first); close whatever minutes are due.
+
+        The frame waits in `_pending`; pending frames are folded in one kernel call when a
+        minute is due (or PENDING_FRAMES are held). Nothing reads an open minute before it
+        closes and every close folds first, so the candles and the late-trade counts are those
+        of folding each frame at once; `flush` brings the counters up to date.
+        """
         if not self._started:  # the first heartbeat starts the clock; history comes from REST
-            self.counters["trades_before_start"] += len(trades)
+            self.counters["trades_before_start"] += len(times_ns)
             return
-        if len(trades) == 1:
-            self._fold_single(trades[0])
+        if not times_ns:
             return
-        known = [t for t in trades if t.product_id in slots]
-        if not known:
-            return
-        n = len(known)
-        slot_ids = np.fromiter((slots[t.product_id] for t in known), np.int64, n)
-        times = np.fromiter((t.time_ns for t in known), np.int64, n)
-        prices = np.fromiter((t.price for t in known), np.float64, n)
-        sizes = np.fromiter((t.size for t in known), np.float64, n)
-        self._fold(slot_ids, times, prices, sizes)
-        self.advance(int(times.max()))
+        pending = self._pending
+        pending.append((product_ids, times_ns, prices, sizes))
+        if len(pending) >= PENDING_FRAMES:
+            self.flush()
+        latest = max(times_ns)
+        if latest >= self._due_ns:
+            self.advance(latest)
 
-    def _fold_single(self, trade: Trade) -> None:
-        """The one-trade frame, most of them live: one kernel call with scalar arguments."""
-        slot = self.slots.get(trade.product_id)
-        if slot is None:
+    def flush(self) -> None:
+        """Fold the pending trades into the open minutes, in arrival order."""
+        if not self._pending:
             return
-        b = self.builder
-        code = ck.fold_trade(b.clock, b.acc, b.active, slot, trade.time_ns, trade.price,
-                             trade.size)
-        if code == ck.FOLD_PENDING:
-            for _ in range(ck.closes_needed(b.clock, trade.time_ns)):
-                self._close_minute()
-            code = ck.fold_trade(b.clock, b.acc, b.active, slot, trade.time_ns, trade.price,
-                                 trade.size)
-        self.counters[_FOLD_COUNTER[code]] += 1
-        self.advance(trade.time_ns)
+        ids, times, prices, sizes = (itertools.chain.from_iterable(c)
+                                     for c in zip(*self._pending, strict=True))
+        n = sum(len(frame[1]) for frame in self._pending)
+        self._pending.clear()
+        columns = (np.fromiter(map(self.slots.get, ids, itertools.repeat(-1)), np.int64, n),
+                   np.fromiter(times, np.int64, n), np.fromiter(prices, np.float64, n),
+                   np.fromiter(sizes, np.float64, n))
+        known = columns[0] >= 0  # products no longer subscribed are ignored
+        if not known.all():
+            columns = tuple(c[known] for c in columns)
+        self._fold(*columns)
 
-    def _fold(self, slot_ids, times, prices, sizes) -> None:
+    def _fold(self, slot_ids: np.ndarray, times: np.ndarray, prices: np.ndarray,
+              sizes: np.ndarray) -> None:
         b = self.builder
         while True:
             late, bad, pending = ck.fold_trades(b.clock, b.acc, b.active, slot_ids, times,
@@ -203,6 +214,7 @@ class Market:
             self._start(exchange_ns)
         if exchange_ns < self._due_ns:
             return  # the common case: no minute ends yet, no kernel call
+        self.flush()
         clock = self.builder.clock
         ck.note_time(clock, exchange_ns)
         for _ in range(ck.minutes_due(clock, self.grace_ns)):
@@ -362,6 +374,7 @@ class Market:
     # ---- status -----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
+        self.flush()  # so the trade counters are current
         window = self.windows[60]
         latest = ring.last_n_all(window.buf, window.head, 1)[:, 0]
         products = {}

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
 
 from trader.coinbase import messages
 from trader.errors import FrameError
-from trader.types import Heartbeat, Quote, Trade
+from trader.types import Heartbeat, Quote
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ YIELD_EVERY = 64  # frames read before letting other tasks run
 class FeedSink(Protocol):
     """Where the feed delivers what it read; every call is synchronous."""
 
-    def on_trades(self, trades: list[Trade]) -> None: ...
+    def on_trade_columns(self, product_ids: Sequence[str], times_ns: Sequence[int],
+                         prices: Sequence[float], sizes: Sequence[float]) -> None:
+        """One frame's fresh trades as columns, oldest first (`TradeColumns` fields)."""
 
     def on_quote(self, quote: Quote) -> None: ...
 
@@ -209,18 +212,24 @@ class MarketFeed:
         self._last_frame_at = self._monotonic()
         self.counters["frames"] += 1
         try:
-            frame = messages.parse_frame(raw)
+            channel, seq, timestamp_ns, _, values, ignored = messages.parse_frame(raw, True)
         except FrameError as exc:
             self.bad_frames[exc.reason] += 1
             return
-        if frame.sequence_num is None:  # an error frame: a subscribe failed
+        if seq is None:  # an error frame: a subscribe failed
             self.counters["server_errors"] += 1
-            log.error("market feed: server error: %s", frame.values[0].message)
+            log.error("market feed: server error: %s", values[0].message)
             return
-        if not self._in_sequence(frame.sequence_num, frame.timestamp_ns):
+        if seq == self._last_seq + 1 and not self._reconnected:  # the common case, inlined
+            self._last_seq, self._last_time_ns = seq, timestamp_ns
+        elif not self._in_sequence(seq, timestamp_ns):
             return
-        if not frame.ignored:
-            self._deliver(frame)
+        if ignored:
+            return
+        if channel == "market_trades":
+            self._deliver_trades(values[0])
+        else:
+            self._deliver(channel, values)
 
     def _in_sequence(self, sequence_num: int, timestamp_ns: int) -> bool:
         if sequence_num <= self._last_seq:
@@ -236,36 +245,49 @@ class MarketFeed:
         self._last_time_ns = timestamp_ns
         return True
 
-    def _deliver(self, frame: messages.Frame) -> None:
-        if frame.channel == "market_trades":
-            fresh = self._fresh_trades(frame.values)
-            if fresh:
-                self._sink.on_trades(fresh)
-        elif frame.channel == "heartbeats":
-            for heartbeat in frame.values:
+    def _deliver(self, channel: str, values: tuple[Any, ...]) -> None:
+        if channel == "heartbeats":
+            for heartbeat in values:
                 self._sink.on_heartbeat(heartbeat)
-        elif frame.channel == "ticker":
-            for quote in frame.values:
+        elif channel == "ticker":
+            for quote in values:
                 self._sink.on_quote(quote)
-        elif frame.channel == "subscriptions":
+        elif channel == "subscriptions":
             self.subscribed.set()
 
-    def _fresh_trades(self, trades: tuple[Any, ...]) -> list[Trade]:
+    def _deliver_trades(self, trades: messages.TradeColumns) -> None:
         """Trades not seen before, oldest first; a jump in a product's trade ids is a gap."""
-        fresh = []
+        ids, trade_ids, prices, sizes, _, times_ns = trades
         high = self._high_trade_id
-        for trade in reversed(trades):  # the wire lists newest first
-            last = high.get(trade.product_id)
-            if last is not None and trade.trade_id <= last:
+        for i, product_id, trade_id in zip(itertools.count(), ids, trade_ids):
+            last = high.get(product_id)
+            if last is not None and trade_id != last + 1:
+                self._deliver_unusual_trades(trades, i)
+                return
+            high[product_id] = trade_id
+        if ids:
+            self.counters["trades"] += len(ids)
+            self._sink.on_trade_columns(ids, times_ns, prices, sizes)
+
+    def _deliver_unusual_trades(self, trades: messages.TradeColumns, start: int) -> None:
+        """`_deliver_trades` from the first trade (at `start`) whose id is not the next one."""
+        ids, trade_ids, prices, sizes, _, times_ns = trades
+        high = self._high_trade_id
+        keep = list(range(start))
+        for i in range(start, len(ids)):
+            last = high.get(ids[i])
+            if last is not None and trade_ids[i] <= last:
                 self.counters["repeated_trades"] += 1
                 continue
-            if last is not None and trade.trade_id > last + 1:
+            if last is not None and trade_ids[i] > last + 1:
                 self.counters["trade_id_gaps"] += 1
-                self._sink.on_gap(trade.time_ns - GAP_MARGIN_NS, trade.time_ns)
-            high[trade.product_id] = trade.trade_id
-            fresh.append(trade)
-        self.counters["trades"] += len(fresh)
-        return fresh
+                self._sink.on_gap(times_ns[i] - GAP_MARGIN_NS, times_ns[i])
+            high[ids[i]] = trade_ids[i]
+            keep.append(i)
+        self.counters["trades"] += len(keep)
+        if keep:
+            self._sink.on_trade_columns(*([column[i] for i in keep]
+                                          for column in (ids, times_ns, prices, sizes)))
 
     # ---- status -----------------------------------------------------------------------------
 

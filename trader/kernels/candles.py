@@ -23,8 +23,8 @@ Layout and conventions, shared by every kernel here (state is passed in explicit
   float64[products, 6] in the row layout, `meta` int64[3] = [start s or -1, minutes folded,
   next expected minute s]. NaN rows are skipped, so a fold equals resampling the 1-minute rows.
 
-Calling pattern (Python makes one kernel call per frame and a few per bar close):
-    _, _, i = fold_trades(clock, acc, active, slots, times_ns, prices, sizes)  # per frame
+Calling pattern (Python makes one kernel call per batch of frames and a few per bar close):
+    _, _, i = fold_trades(clock, acc, active, slots, times_ns, prices, sizes)  # per batch
     while i >= 0: close `closes_needed(clock, times_ns[i])` minutes, fold from i on again
     after a frame or heartbeat: close `minutes_due(clock, grace_ns)` minutes, each one:
         minute_s = close_minute(clock, acc, last, rows); push rows to the 1m window;
@@ -46,9 +46,6 @@ ACC_FIELDS = 8
 CLOCK_MINUTE, CLOCK_LATEST = 0, 1
 META_START, META_MINUTES, META_NEXT = 0, 1, 2
 MAX_INTERVAL_S = 86_400
-
-# fold_trade return codes
-FOLD_OK, FOLD_LATE, FOLD_BAD, FOLD_PENDING = 0, 1, 2, 3
 
 # fold_interval return codes
 FOLDED = 0  # folded; the interval is not over
@@ -135,7 +132,7 @@ def fold_trades(
     prices: np.ndarray,
     sizes: np.ndarray,
 ) -> tuple[int, int, int]:
-    """Fold trades (one websocket frame) in order; returns (n_late, n_bad, i_pending).
+    """Fold trades (frames, in arrival order); returns (n_late, n_bad, i_pending).
 
     Late: its minute is closed; bad: inactive or unknown slot, time < 0, price or size not
     finite and > 0. Both are skipped and counted. i_pending is the index of the first trade
@@ -162,19 +159,6 @@ def fold_trades(
             clock[CLOCK_LATEST] = max(clock[CLOCK_LATEST], t)
             _fold_one(acc[m & 1], s, float(t - m * MINUTE_NS), p, q)
     return n_late, n_bad, -1
-
-
-@njit(cache=True)
-def fold_trade(clock: np.ndarray, acc: np.ndarray, active: np.ndarray, slot: int, time_ns: int,
-               price: float, size: float) -> int:
-    """Fold one trade (the common websocket frame carries one): FOLD_* code, as fold_trades."""
-    slots = np.full(1, slot, np.int64)
-    times = np.full(1, time_ns, np.int64)
-    late, bad, pending = fold_trades(clock, acc, active, slots, times, np.full(1, price),
-                                     np.full(1, size))
-    if pending >= 0:
-        return FOLD_PENDING
-    return FOLD_LATE if late else FOLD_BAD if bad else FOLD_OK
 
 
 @njit(cache=True)
@@ -328,7 +312,6 @@ def warmup() -> None:
     t = np.array([0, 1, 2 * MINUTE_NS], np.int64)
     ones = np.ones(3)
     fold_trades(b.clock, b.acc, b.active, np.zeros(3, np.int64), t, ones, ones)
-    fold_trade(b.clock, b.acc, b.active, 0, 1, 1.0, 1.0)
     note_time(b.clock, MINUTE_NS)
     minutes_due(b.clock, 0)
     closes_needed(b.clock, 2 * MINUTE_NS)
