@@ -214,6 +214,8 @@ class RiskConfig:
                                   unit="s", min=1, max=86400)
     breaker_halt_s: float = key(300.0, "how long the circuit breaker halts new entries",
                                 "float", unit="s", min=0, max=86400)
+    flatten_on_kill: bool = key(False, "with the kill switch, also sell every position at "
+                                "market", "bool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,23 @@ class ExecutionConfig:
     fallback: str = key("market", "after the last reprice: market (IOC) | cancel", "choice",
                         choices=("market", "cancel"))
     cancel_on_shutdown: bool = key(True, "cancel open orders on a clean shutdown", "bool")
+    cancel_unknown_orders: bool = key(
+        False, "live: at start, cancel open exchange orders the journal does not know "
+        "(false: report them and leave them alone)", "bool", restart=True)
+    resend_window_s: float = key(
+        60.0, "live: at start, a journaled order the exchange does not have is sent again "
+        "(same client order id) only if it was decided this recently; older ones are "
+        "dropped as never sent", "float", unit="s", min=0, max=3600)
+    unknown_grace_s: float = key(
+        10.0, "live: an order whose create answer was lost and that lookups still do not "
+        "find after this long is sent again with the same client order id", "float",
+        unit="s", min=0.5, max=600)
+    poll_interval_s: float = key(
+        2.0, "live: while the user channel is down, open orders and their fills are polled "
+        "over REST this often", "float", unit="s", min=0.2, max=60)
+    accounts_refresh_s: float = key(
+        30.0, "live: balances (for equity) are fetched this often, and after fills", "float",
+        unit="s", min=1, max=3600)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,446 @@
+"""Live execution: the trading core's intents to Coinbase, their fate back to it.
+
+`submit` and `cancel` only queue; the tasks of `run()` do the rest, every private request
+through one `PrivateRest` paced at `coinbase.private_rest_rps`. This module sends exactly
+what an intent says (maker-first pricing, reprices and fallbacks are the trading core's).
+
+Sending one intent: the intent is journaled (synced) before POST /orders, then
+- accepted: journal "sent"; OPEN (a resting limit) or PENDING;
+- refused (HTTP 200, success false): journal "final"; REJECTED with Coinbase's reason;
+- no answer (a timeout, a dropped connection or a 5xx after sending): journal "unknown";
+  UNKNOWN, never FAILED. It is looked up (the product's orders since the decision, matched
+  on client order id) with growing pauses; still absent `execution.unknown_grace_s` after
+  the send, it is sent again with the same client order id, which Coinbase answers with the
+  existing order should it have one after all. Never under a new id;
+- another HTTP error (a 4xx; 429s past the client's retries): `on_error`, and REJECTED (400)
+  or FAILED.
+Cancels go out in batches by exchange order id; one for an order still unknown (or not yet
+sent) waits until the order is resolved.
+
+Updates come from the user channel. While it is down, open orders are polled over REST every
+`execution.poll_interval_s`, and once more each time it comes back (updates sent while nobody
+listened are lost). Whenever an order's cumulative filled size grows its fills are fetched
+from REST (real trade ids) and handed on; the registry dedupes them by trade id. Terminal
+updates close the order in the journal. Equity is the accounts' USD (available + hold) plus
+every other currency at its last quoted USD price, refreshed every
+`execution.accounts_refresh_s` and after fills.
+
+At start, `ready()` stays False until reconcile.py has matched the journal with the exchange.
+The key lives in `credentials` only; tokens and key material are never logged or shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from trader import money
+from trader.clock import NS_PER_S, Clock, wall_ns
+from trader.coinbase import auth
+from trader.coinbase.rest import OutcomeUnknown, Pacer, PrivateRest, RestError
+from trader.coinbase.user_feed import UserFeed
+from trader.execution.journal import Journal
+from trader.execution.live_orders import LiveOrder, LiveOrders
+from trader.execution.reconcile import EXPECTED, LOOKUP_MARGIN_S, Reconciler
+from trader.ports import OrderEvents
+from trader.types import OrderIntent, OrderStatus, OrderUpdate, Quote
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+CASH = frozenset({"USD", "USDC"})  # Coinbase converts USD and USDC one to one
+RESOLVE_FIRST_S = 0.5  # first lookup of an unknown order; the pause doubles up to the max
+RESOLVE_MAX_S = 5.0
+FILLS_RETRY_S = 1.0  # REST fills may lag the user channel: look again this much later
+MAX_FILL_RETRIES = 30
+COMPACT_AFTER_FINALS = 500  # rewrite the journal once this many orders closed since the last
+
+
+def _never(_product_id: str) -> bool:
+    return False
+
+
+def _ignore(_intent: OrderIntent) -> None:
+    return None
+
+
+class LiveExecution:
+    """The execution port against Coinbase (see the module docstring).
+
+    `is_open_position(product_id)` says whether the registry holds the product (journal
+    compaction keeps the orders of held products); `restore_intent(intent)` gives the
+    registry a journaled intent back after a restart (`Registry.record_intent` does).
+    """
+
+    name = "live"
+    config_sections = ("execution", "coinbase")
+
+    def __init__(self, events: OrderEvents, journal_path: Path | str,
+                 credentials: auth.Credentials, coinbase: Any, section: Any,
+                 quotes: Mapping[str, Quote], clock: Clock = wall_ns, *,
+                 is_open_position: Callable[[str], bool] = _never,
+                 restore_intent: Callable[[OrderIntent], object] = _ignore,
+                 rng: random.Random | None = None) -> None:
+        self.events = events
+        self.coinbase = coinbase
+        self.section = section
+        self.quotes = quotes
+        self.clock = clock
+        self.is_open_position = is_open_position
+        self.restore_intent = restore_intent
+        self.rng = rng or random.Random()
+        self.journal = Journal(Path(journal_path))
+        self.book = LiveOrders(events, self.journal, clock)
+        self.pacer = Pacer(coinbase.private_rest_rps)
+        self.user_feed = UserFeed(coinbase.user_ws_url, credentials, self._on_user_updates,
+                                  coinbase.stale_after_s, on_resync=self._request_poll,
+                                  on_error=events.on_error, rng=self.rng)
+        self.foreign_orders: dict[str, OrderUpdate] = {}  # open, not ours (see reconcile.py)
+        self.counters = collections.Counter[str]()
+        self._credentials = credentials
+        self._rest: PrivateRest | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._outbox: asyncio.Queue[LiveOrder] = asyncio.Queue()
+        self._cancels: asyncio.Queue[str] = asyncio.Queue()
+        self._fills: asyncio.Queue[LiveOrder] = asyncio.Queue()
+        self._fills_queued: set[str] = set()
+        self._poll_now = asyncio.Event()
+        self._accounts_due = asyncio.Event()
+        self._balances: dict[str, Decimal] | None = None
+        self._ready = False
+
+    # ---- the port --------------------------------------------------------------------------
+
+    def submit(self, intent: OrderIntent) -> None:
+        if intent.client_order_id in self.book.orders:
+            self.counters["repeated_submits"] += 1
+            return  # Coinbase would return the existing order: nothing new either way
+        self._outbox.put_nowait(self.book.track(intent, self.clock()))
+
+    def cancel(self, client_order_id: str) -> None:
+        self._cancels.put_nowait(client_order_id)
+
+    def ready(self) -> bool:
+        return self._ready
+
+    def equity_usd(self) -> Decimal | None:
+        """USD and USDC (available + hold) plus other balances at their last quoted price;
+        None until the accounts were read. A currency without a quote counts nothing."""
+        if self._balances is None:
+            return None
+        total = ZERO
+        for currency, amount in self._balances.items():
+            price = Decimal(1) if currency in CASH else self._price(currency)
+            if amount and price is not None:
+                total += amount * price
+        return total
+
+    def _price(self, currency: str) -> Decimal | None:
+        quote = self.quotes.get(f"{currency}-USD")
+        return money.to_decimal(quote.price) if quote is not None and quote.price else None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile, turn ready, then send, cancel, follow and poll until cancelled."""
+        async with aiohttp.ClientSession() as session:
+            self._rest = PrivateRest(session, self.coinbase.rest_url, self.pacer,
+                                     self._authorize, timeout_s=self.coinbase.request_timeout_s,
+                                     rng=self.rng)
+            try:
+                await Reconciler(self, self.journal.open()).run()
+                self._ready = True
+                async with asyncio.TaskGroup() as group:
+                    self._group = group
+                    self._start(group)
+            finally:
+                self._ready = False
+                self._group = self._rest = None
+                self.journal.close()
+
+    def _start(self, group: asyncio.TaskGroup) -> None:
+        jobs = {"user-feed": self.user_feed.run, "send": self._send_loop,
+                "cancel": self._cancel_loop, "fills": self._fill_loop, "poll": self._poll_loop,
+                "accounts": self._accounts_loop}
+        for name, job in jobs.items():
+            group.create_task(job(), name=f"live-{name}")
+        for order in self.book.working():
+            if order.unknown:  # left unknown by a re-send during reconciliation
+                self._spawn(self._resolve(order), f"live-resolve-{order.cid[:8]}")
+
+    async def drain(self) -> None:
+        """Finish the queued sends and cancels (shutdown), then close the user channel."""
+        if self._group is not None:
+            await self._outbox.join()
+            await self._cancels.join()
+        await self.user_feed.drain()
+
+    def apply_section(self, name: str, section: Any) -> None:
+        if name == "execution":
+            self.section = section
+        elif name == "coinbase":
+            self.coinbase = section
+            self.pacer.rate_per_s = section.private_rest_rps
+            self.user_feed.stale_after_s = section.stale_after_s
+
+    def client(self) -> PrivateRest:
+        """The REST client of the running session."""
+        if self._rest is None:
+            raise RuntimeError("live execution is not running")
+        return self._rest
+
+    def _authorize(self, method: str, url: str) -> str:
+        return f"Bearer {auth.rest_jwt(self._credentials, method, url)}"
+
+    def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        if self._group is None:
+            job.close()
+            raise RuntimeError("live execution is not running")
+        self._group.create_task(job, name=name)
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            order = await self._outbox.get()
+            self._spawn(self._place(order), f"live-place-{order.cid[:8]}")
+
+    async def _place(self, order: LiveOrder) -> None:
+        try:
+            await self.create(order)
+            if order.unknown:
+                await self._resolve(order)
+        finally:
+            self._outbox.task_done()
+
+    async def create(self, order: LiveOrder) -> None:
+        """Journal the intent, send it once, and take what the answer says."""
+        if order.cancel_wanted and order.journal_state == "new":
+            return self.book.report(order, OrderStatus.CANCELLED, "cancelled before sending")
+        self.book.journal_intent(order)
+        try:
+            result = await self.client().create_order(order.intent)
+        except OutcomeUnknown as exc:
+            self.counters["outcome_unknown"] += 1
+            log.warning("order %s: no answer (%s); looking it up", order.cid, exc)
+            return self.book.unknown(order, str(exc))
+        except EXPECTED as exc:
+            self.events.on_error("order_request", f"order {order.cid}: {exc}")
+            status = (OrderStatus.REJECTED if isinstance(exc, RestError) and exc.status == 400
+                      else OrderStatus.FAILED)
+            return self.book.report(order, status, str(exc)[:200])
+        if result.accepted:
+            self.counters["accepted"] += 1
+            self.book.accepted(order, result.order_id)
+            self._follow(order)
+        else:
+            self.counters["refused"] += 1
+            self.book.report(order, OrderStatus.REJECTED, result.reason)
+
+    async def _resolve(self, order: LiveOrder) -> None:
+        """Look an unknown order up until found; send it again (same id) if it stays absent."""
+        since = asyncio.get_running_loop().time()
+        pause = RESOLVE_FIRST_S
+        while order.unknown and not order.done:
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, RESOLVE_MAX_S)
+            found = await self._lookup(order) if order.unknown else None
+            if found is not None:
+                self.counters["resolved_by_lookup"] += 1
+                self.apply_update(found)
+            elif order.unknown and (asyncio.get_running_loop().time() - since
+                                    >= self.section.unknown_grace_s):
+                self.counters["resends"] += 1
+                log.warning("order %s not found after %.0f s: sending it again with the same "
+                            "client order id", order.cid, self.section.unknown_grace_s)
+                await self.create(order)
+                since, pause = asyncio.get_running_loop().time(), RESOLVE_FIRST_S
+        if order.order_id and not order.done:
+            self._request_poll()  # its updates may have gone out before we knew it
+
+    async def _lookup(self, order: LiveOrder) -> OrderUpdate | None:
+        start_s = max(order.intent_ns // NS_PER_S - LOOKUP_MARGIN_S, 0)
+        try:
+            listed = await self.client().list_orders(None, order.intent.product_id, start_s)
+        except EXPECTED as exc:
+            self.counters["lookup_errors"] += 1
+            log.warning("lookup of order %s failed: %s", order.cid, exc)
+            return None
+        return next((u for u in listed if u.client_order_id == order.cid), None)
+
+    # ---- cancelling ------------------------------------------------------------------------
+
+    async def _cancel_loop(self) -> None:
+        while True:
+            cids = [await self._cancels.get()]
+            while not self._cancels.empty():  # a burst (cancel_all) goes out as one batch
+                cids.append(self._cancels.get_nowait())
+            try:
+                await self._cancel_batch(cids)
+            finally:
+                for _ in cids:
+                    self._cancels.task_done()
+
+    async def _cancel_batch(self, cids: list[str]) -> None:
+        targets: dict[str, LiveOrder] = {}
+        for cid in dict.fromkeys(cids):
+            order = self.book.get(cid)
+            if order is None or order.done:
+                continue
+            if order.order_id:
+                targets[order.order_id] = order
+            else:
+                order.cancel_wanted = True  # unsent or unknown: cancelled once known
+        if not targets:
+            return
+        self.counters["cancel_batches"] += 1
+        try:
+            results = await self.client().cancel_orders(list(targets))
+        except EXPECTED as exc:
+            self.events.on_error("cancel", f"cancel of {len(targets)} orders failed: {exc}")
+            return
+        for result in results:
+            if not result.requested:
+                self.counters["cancels_refused"] += 1
+                log.info("cancel of %s refused: %s", result.order_id, result.reason)
+        if not self.user_feed.connected or any(not r.requested for r in results):
+            self._request_poll()  # the order's real state, now
+
+    # ---- updates and fills -----------------------------------------------------------------
+
+    def _on_user_updates(self, updates: list[OrderUpdate]) -> None:
+        for update in updates:
+            self.apply_update(update)
+
+    def apply_update(self, update: OrderUpdate) -> None:
+        """An update from any source: to the trading core, then what it calls for."""
+        order = self.book.apply(update)
+        if order is not None:
+            self._follow(order)
+
+    def _follow(self, order: LiveOrder) -> None:
+        self._want_fills(order)
+        if order.cancel_wanted and order.order_id and not order.done:
+            order.cancel_wanted = False
+            self._cancels.put_nowait(order.cid)
+        if self.book.finals_since_compaction >= COMPACT_AFTER_FINALS:
+            self.book.compact(self.is_open_position)
+
+    def _want_fills(self, order: LiveOrder) -> None:
+        if order.order_id and order.fills_missing and order.cid not in self._fills_queued:
+            self._fills_queued.add(order.cid)
+            self._fills.put_nowait(order)
+
+    async def _fill_loop(self) -> None:
+        while True:
+            order = await self._fills.get()
+            self._fills_queued.discard(order.cid)
+            if not order.fills_missing:
+                continue
+            try:
+                await self.fetch_fills(order)
+            except EXPECTED as exc:
+                self.counters["fill_errors"] += 1
+                log.warning("fills of order %s: %s", order.cid, exc)
+            if order.fills_missing:
+                order.fill_fetches += 1
+                self._spawn(self._fills_later(order), f"live-fills-{order.cid[:8]}")
+
+    async def _fills_later(self, order: LiveOrder) -> None:
+        if order.fill_fetches > MAX_FILL_RETRIES:
+            log.warning("order %s: REST shows fills of %s of its %s filled; giving up",
+                        order.cid, order.fills_size, order.filled_size)
+            return
+        await asyncio.sleep(FILLS_RETRY_S)
+        self._want_fills(order)
+
+    async def fetch_fills(self, order: LiveOrder) -> None:
+        """Hand on the order's fills from REST that were not handed on yet."""
+        fills = await self.client().list_fills(order_id=order.order_id)
+        if self.book.add_fills(order, fills):
+            self._accounts_due.set()
+        if not order.fills_missing:
+            order.fill_fetches = 0
+
+    # ---- the REST fallback -----------------------------------------------------------------
+
+    def _request_poll(self) -> None:
+        self._poll_now.set()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await _wait(self._poll_now, self.section.poll_interval_s)
+            asked = self._poll_now.is_set()
+            self._poll_now.clear()
+            if asked or not self.user_feed.connected:
+                await self.poll()
+
+    async def poll(self) -> None:
+        """Every working order's state from REST: the open list, and each one not in it."""
+        working = [o for o in self.book.working() if o.order_id]
+        if not working:
+            return
+        self.counters["polls"] += 1
+        try:
+            listed = {u.order_id: u for u in await self.client().list_orders("OPEN")}
+            for order in working:
+                update = listed.get(order.order_id) or await self.client().get_order(
+                    order.order_id)
+                self.apply_update(update)
+        except EXPECTED as exc:
+            self.counters["poll_errors"] += 1
+            log.warning("order poll failed: %s", exc)
+
+    # ---- balances --------------------------------------------------------------------------
+
+    async def _accounts_loop(self) -> None:
+        while True:
+            await _wait(self._accounts_due, self.section.accounts_refresh_s)
+            self._accounts_due.clear()
+            await self.refresh_accounts()
+
+    async def refresh_accounts(self) -> None:
+        try:
+            balances = await self.client().accounts()
+        except EXPECTED as exc:
+            self.counters["account_errors"] += 1
+            log.warning("accounts: %s", exc)
+            return
+        self._balances = {b.currency: b.available + b.hold for b in balances}
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        working = self.book.working()
+        equity = self.equity_usd()
+        counters: dict[str, float] = {**self.counters, **self.book.counters}
+        counters.update(working=len(working), unknown=sum(o.unknown for o in working),
+                        foreign_orders=len(self.foreign_orders),
+                        user_channel_connected=int(self.user_feed.connected))
+        counters.update({f"user_{k}": v for k, v in self.user_feed.counters.items()})
+        if self._rest is not None:
+            counters.update({f"rest_{k}": v for k, v in self._rest.counters.items()})
+        return {
+            "ready": self._ready, "user_channel": self.user_feed.snapshot(),
+            "equity_usd": None if equity is None else float(equity), "counters": counters,
+            "foreign_orders": [{"order_id": u.order_id, "client_order_id": u.client_order_id,
+                                "product_id": u.product_id, "side": str(u.side),
+                                "status": str(u.status)} for u in self.foreign_orders.values()],
+        }
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Until `event` is set or `timeout_s` passed. Not `asyncio.wait_for`: on 3.11 it can
+    swallow a cancellation that lands as the event is set, and the task never ends."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
