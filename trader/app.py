@@ -16,18 +16,30 @@ import uvloop
 
 from trader import __version__, indicators, kernels, log
 from trader import config as cfg
+from trader.coinbase.auth import CREDENTIAL_NAME, AuthError, load_credentials
+from trader.coinbase.catalog import ProductCatalog
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.repair import CandleRepairer
+from trader.coinbase.rest import Pacer
 from trader.engine import Engine
+from trader.execution.live import LiveExecution
+from trader.execution.paper import PaperExecution
+from trader.execution.shadow import ShadowExecution
 from trader.market import Market
 from trader.ports import Component, Drains, Reconfigurable
+from trader.registry import Registry
 from trader.reload import ConfigWatcher, ReloadResult, read_config
+from trader.risk import RiskManager
 from trader.selector import Selector
 from trader.signals import SignalBook
 from trader.status import StatusServer, read_rss_bytes
+from trader.store.recorder import CandleRecorder, signal_row
+from trader.store.writer import Writer
 from trader.strategy import LoadedStrategy, load_strategies, reload_strategies
 from trader.strategy_runner import StrategyRunner
 from trader.systemd import Notifier
+from trader.trading import Trading
+from trader.types import Mode, Quote
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +48,11 @@ logger = logging.getLogger(__name__)
 PLANNED_COMPONENTS = ("feed", "market", "selector", "strategies", "trading", "risk", "storage")
 READY_WAIT_S = 30.0  # READY waits this long at most for the first subscription ack
 # Shutdown drains intake first and the journal last (DESIGN.md section 4).
-SHUTDOWN_ORDER = ("feed", "market", "strategies", "trading", "storage", "journal")
+SHUTDOWN_ORDER = ("feed", "market", "strategies", "trading", "paper", "shadow", "live",
+                  "storage", "journal")
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG = 0, 1, 2
+JOURNAL_NAME = "orders.journal"
 
 
 def status_socket_path(config: cfg.Config) -> Path:
@@ -73,22 +87,59 @@ class Daemon:
             on_reloading=self.notifier.reloading, on_reloaded=self._reloaded)
         self.status = StatusServer(status_socket_path(config), self.snapshot)
         self.market = build_market(config)
+        self.quotes: dict[str, Quote] = {}  # the latest ticker per product, shared
         self.repairer = CandleRepairer(self.market, config.coinbase.rest_url,
                                        config.coinbase.public_rest_rps)
         self.selector = Selector(config.selector, self.market)
         self.book = SignalBook()
         self.runner = StrategyRunner(strategies or {})
         self.book.set_loaded(_intervals(self.runner.strategies), [])
+        self.registry = Registry()
+        self.risk = RiskManager(config.risk, self.registry)
+        self.execution = build_execution(config, self.quotes, environ)
+        self.trading = Trading(self.registry, self.risk, self.execution, config.execution)
+        self.trading.quotes = self.quotes
+        self.trading.flatten_on_kill = config.risk.flatten_on_kill
+        self._bind_execution()
+        self.catalog = ProductCatalog(config.coinbase.rest_url, Pacer(1.0),
+                                      self.trading.set_products)
         self.engine = Engine(self.market, self.repairer.wake, self.selector, self.runner,
-                             self.book)
+                             self.book, self.trading)
+        self.engine.quotes = self.quotes
+        if isinstance(self.execution, PaperExecution):  # shadow too: it fills like paper
+            self.engine.trade_listeners.append(self.execution.on_trade_columns)
         self.market_feed = MarketFeed(config.coinbase.ws_url, config.market.products,
                                       self.engine, config.coinbase.stale_after_s)
         self.serving: list[Component] = [self.watcher, self.status, self.notifier]
-        self.components: list[Component] = [*self.serving, self.market_feed, self.repairer]
-        self.parts: list[Any] = [self.engine, self.selector, self.book]  # no task of their own
+        self.components: list[Component] = [*self.serving, self.market_feed, self.repairer,
+                                            self.catalog]
+        if config.storage.dsn:
+            self.components.append(self._connect_storage(config))
+        self.parts: list[Any] = [self.engine, self.selector, self.book, self.trading, self.risk]
+        if isinstance(self.execution, LiveExecution):
+            self.components.append(self.execution)  # its sender, user channel and polls
+        else:
+            self.parts.append(self.execution)
         self._stop = asyncio.Event()
         self._stop_signals = 0
         self._main: asyncio.Task | None = None
+
+    def _bind_execution(self) -> None:
+        """The execution reports to the trading core built from it (each needs the other)."""
+        execution = self.execution
+        execution.events = self.trading
+        if isinstance(execution, LiveExecution):
+            execution.is_open_position = self.trading.is_open_position
+            execution.restore_intent = self.trading.restore_intent
+        else:
+            execution.products = self.trading.products
+
+    def _connect_storage(self, config: cfg.Config) -> Writer:
+        """The writer, fed with every closed candle and every signal (it never blocks them)."""
+        writer = Writer(config.storage.dsn, config.storage, Path(config.daemon.state_dir))
+        CandleRecorder(self.market, writer.write_many)  # listens after the engine
+        self.book.sinks.append(lambda signal: writer.write("signals", signal_row(signal)))
+        return writer
 
     async def run(self) -> int:
         """Start everything, run until a stop signal, shut down in order; the exit code."""
@@ -137,7 +188,8 @@ class Daemon:
 
     async def _first_subscription(self) -> None:
         try:
-            await asyncio.wait_for(self.market_feed.subscribed.wait(), READY_WAIT_S)
+            async with asyncio.timeout(READY_WAIT_S):
+                await self.market_feed.subscribed.wait()
         except TimeoutError:
             logger.warning("no subscription ack within %.0f s; reporting ready anyway",
                            READY_WAIT_S)
@@ -150,6 +202,8 @@ class Daemon:
         logger.info("stopping (deadline %.1f s)", deadline_s)
         try:
             async with asyncio.timeout(deadline_s):
+                if self.config.execution.cancel_on_shutdown:
+                    self.trading.cancel_all()
                 for component in self._drain_order():
                     logger.info("draining %s", component.name)
                     await component.drain()
@@ -159,7 +213,7 @@ class Daemon:
         return True
 
     def _drain_order(self) -> list[Drains]:
-        draining = [c for c in self.components if isinstance(c, Drains)]
+        draining = [c for c in [*self.components, *self.parts] if isinstance(c, Drains)]
         rank = {name: i for i, name in enumerate(SHUTDOWN_ORDER)}
         return sorted(draining, key=lambda c: rank.get(c.name, len(rank)))
 
@@ -168,10 +222,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_kill_signal)
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
@@ -182,6 +237,10 @@ class Daemon:
         elif self._main is not None:
             logger.warning("%s again: cancelling at once", sig.name)
             self._main.cancel()
+
+    def _on_kill_signal(self) -> None:
+        logger.warning("SIGUSR1: kill switch (cancel open orders, halt new entries)")
+        self.risk.kill("SIGUSR1")
 
     def _on_hangup(self) -> None:
         logger.info("SIGHUP: reloading %s", self.watcher.path)
@@ -247,6 +306,24 @@ def build_market(config: cfg.Config) -> Market:
                   section.warmup_bars)
 
 
+def build_execution(config: cfg.Config, quotes: dict[str, Quote],
+                    environ: Mapping[str, str]) -> Any:
+    """The execution of `daemon.mode`; its `events` (the trading core) are bound by the caller,
+    which is built from it."""
+    mode = config.daemon.mode
+    if mode == Mode.PAPER:
+        return PaperExecution(None, config.paper, {}, quotes)
+    if mode == Mode.SHADOW:
+        return ShadowExecution(None, config.paper, {}, quotes)
+    credentials = load_credentials(config.coinbase.key_file, environ)
+    if credentials is None:
+        raise AuthError("live mode needs a CDP API key: set coinbase.key_file, or "
+                        "COINBASE_API_KEY and COINBASE_API_SECRET, or the systemd credential "
+                        f"{CREDENTIAL_NAME}")
+    journal = Path(config.daemon.state_dir) / JOURNAL_NAME
+    return LiveExecution(None, journal, credentials, config.coinbase, config.execution, quotes)
+
+
 def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:
     return {name: s.config.interval or s.module.INTERVAL
             for name, s in strategies.items() if s.config.enabled}
@@ -266,9 +343,14 @@ def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:
         for where, reason in strategies:
             print(f"{where}: {reason}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        daemon = Daemon(config_path, parsed, environ, strategies)
+    except AuthError as exc:  # the message names the source, never the key material
+        print(f"{config_path}: coinbase: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
-            return runner.run(Daemon(config_path, parsed, environ, strategies).run())
+            return runner.run(daemon.run())
         except asyncio.CancelledError:
             logger.warning("stopped by a second signal before the shutdown finished")
             return EXIT_CRASH

@@ -85,8 +85,9 @@ class ConfigWatcher:
 
     async def run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
+            try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -18,7 +18,8 @@ from rich.text import Text
 REFRESH_HZ = 2.0
 PANELS = (("feed", "Feed"), ("market", "Candles"), ("trading", "Trading"),
           ("risk", "Risk limits"), ("storage", "Database writer"), ("strategies", "Strategies"))
-PRODUCT_COLUMNS = ("close", "bid", "ask", "volume_1m", "bars", "rank", "score", "signal")
+PRODUCT_COLUMNS = ("close", "bid", "ask", "volume_1m", "bars", "rank", "score", "signal",
+                   "position_size", "unrealized_pnl")
 # What a panel shows when its component reports more than fits (all of it is in --json).
 PANEL_FIELDS = {
     "feed": ("connected", "frames_per_s", "trades_per_s", "last_frame_age_s", "connections",
@@ -26,12 +27,19 @@ PANEL_FIELDS = {
     "market": ("last_bar", "minutes_emitted", "minutes_repaired", "minutes_held",
                "late_trades"),
     "strategies": ("running", "signals", "signals_enter_long", "signals_exit", "load_errors"),
+    "trading": ("mode", "ready", "equity_usd", "positions", "open_orders", "net_pnl",
+                "fees"),
+    "risk": ("state", "reason", "daily_pnl_usd", "exposure_usd", "loss_streak",
+             "entries_denied"),
+    "storage": ("connected", "mode", "backlog_rows", "spilled_rows", "last_error"),
 }
 LABELS = {"frames_per_s": "frames/s", "trades_per_s": "trades/s", "last_frame_age_s":
           "frame age s", "sequence_gaps": "seq gaps", "minutes_emitted": "emitted",
           "minutes_repaired": "repaired", "minutes_held": "held", "signals_enter_long":
           "entries", "signals_exit": "exits", "volume_1m": "vol 1m", "late_trades": "late",
-          "load_errors": "errors"}
+          "load_errors": "errors", "position_size": "position", "unrealized_pnl": "upnl",
+          "equity_usd": "equity USD", "daily_pnl_usd": "day PnL USD",
+          "exposure_usd": "exposure USD"}
 NARROW_COLUMNS = ("close", "rank", "signal")  # what a terminal under 110 columns shows
 
 
@@ -169,7 +177,7 @@ def _products(products: list[str], components: dict[str, Any],
               narrow: bool = False) -> RenderableType:
     market = components.get("market")
     rows: dict[str, dict[str, Any]] = {}
-    for name in ("market", "selector", "strategies"):
+    for name in ("market", "selector", "strategies", "trading"):
         for product, figures in ((components.get(name) or {}).get("products") or {}).items():
             rows.setdefault(product, {}).update(figures)
     table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left", show_edge=False,

@@ -266,12 +266,25 @@ class Trading:
                     self._exit(product_id, "kill switch: flatten", self.clock())
 
     def cancel_all(self) -> None:
-        """Cancel every order still working (kill switch, shutdown)."""
+        """Cancel every order still working (kill switch, shutdown); an order whose create
+        answer was lost is looked up by the execution first."""
         for order in self.registry.open_orders():
-            if order.order_id or order.status is not OrderStatus.UNKNOWN:
-                self.working.pop(order.client_order_id, None)
-                self.execution.cancel(order.client_order_id)
-                self.counters["cancels"] += 1
+            self.working.pop(order.client_order_id, None)
+            self.execution.cancel(order.client_order_id)
+            self.counters["cancels"] += 1
+
+    # ---- restart ---------------------------------------------------------------------------
+
+    def restore_intent(self, intent: OrderIntent) -> None:
+        """A journaled intent after a restart (after its first update): adopted, and a working
+        order is followed for repricing again."""
+        self.registry.record_intent(intent)
+        order = self.registry.order(intent.client_order_id)
+        if order is not None and not order.status.is_terminal:
+            self.working.setdefault(intent.client_order_id, Working(intent, self.clock()))
+
+    def is_open_position(self, product_id: str) -> bool:
+        return self.registry.position(product_id) is not None
 
     # ---- configuration and status ----------------------------------------------------------
 
@@ -280,23 +293,25 @@ class Trading:
             self.section = section
 
     def set_products(self, products: Iterable[Product]) -> None:
-        self.products = {p.product_id: p for p in products}
+        """New order rules (in place: executions hold this mapping)."""
+        fresh = {p.product_id: p for p in products}
+        self.products.clear()
+        self.products.update(fresh)
 
     def _equity(self) -> Decimal:
         equity = self.execution.equity_usd()
         return equity if equity is not None else Decimal(0)
 
     def snapshot(self) -> dict[str, Any]:
-        pnl = self.registry.pnl()
         snapshot = self.registry.snapshot()
         equity = self.execution.equity_usd()
         snapshot.update(
             mode=self.execution.name, ready=self.execution.ready(),
-            working=len(self.working), state=str(self.risk.state), reason=self.risk.reason,
-            equity_usd=float(equity) if equity is not None else None,
-            pnl_usd={"realized": float(pnl.realized), "unrealized": float(pnl.unrealized),
-                     "fees": float(pnl.fees)})
-        snapshot.setdefault("counters", {}).update(self.counters)
+            state=str(self.risk.state), reason=self.risk.reason,
+            equity_usd=float(equity) if equity is not None else None)
+        snapshot["counters"].update(self.counters, working=len(self.working))
+        for product_id, reason in self.last_refusal.items():
+            snapshot["products"].setdefault(product_id, {})["refused"] = reason[:40]
         return snapshot
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -78,7 +78,8 @@ class PaperExecution:
         self.holds: dict[str, Decimal] = collections.defaultdict(Decimal)
         self.orders: dict[str, PaperOrder] = {}
         self.resting: dict[str, dict[str, PaperOrder]] = collections.defaultdict(dict)
-        self.last_price: dict[str, Decimal] = {}
+        self.last_price: dict[str, float] = {}
+        self.watched: set[str] = set()  # products held or with a resting order
         self.counters = collections.Counter[str]()
         self._ids = itertools.count(1)
 
@@ -99,7 +100,7 @@ class PaperExecution:
         for currency, amount in self.balances.items():
             if currency != "USD" and amount:
                 price = self.last_price.get(f"{currency}-USD")
-                equity += amount * price if price is not None else ZERO
+                equity += amount * money.to_decimal(price) if price is not None else ZERO
         return equity
 
     def apply_section(self, name: str, section: Any) -> None:
@@ -109,13 +110,22 @@ class PaperExecution:
     # ---- market data -----------------------------------------------------------------------
 
     def on_trades(self, trades: Iterable[Trade]) -> None:
-        for trade in trades:
-            price = money.to_decimal(trade.price)
-            self.last_price[trade.product_id] = price
-            resting = self.resting.get(trade.product_id)
-            if resting:
-                self._match(list(resting.values()), price, money.to_decimal(trade.size),
-                            trade.time_ns)
+        for t in trades:
+            self.on_trade_columns((t.product_id,), (t.time_ns,), (t.price,), (t.size,))
+
+    def on_trade_columns(self, product_ids: Sequence[str], times_ns: Sequence[int],
+                         prices: Sequence[float], sizes: Sequence[float]) -> None:
+        """One frame's trades; only products held or with a resting order cost any work."""
+        watched = self.watched
+        if not watched:
+            return
+        for i, product_id in enumerate(product_ids):
+            if product_id in watched:
+                self.last_price[product_id] = prices[i]
+                resting = self.resting.get(product_id)
+                if resting:
+                    self._match(list(resting.values()), money.to_decimal(prices[i]),
+                                money.to_decimal(sizes[i]), times_ns[i])
 
     def _match(self, resting: list[PaperOrder], price: Decimal, size: Decimal,
                time_ns: int) -> None:
@@ -147,6 +157,7 @@ class PaperExecution:
             return self._report(order, OrderStatus.CANCELLED)
         self._hold(order)
         self.resting[intent.product_id][intent.client_order_id] = order
+        self.watched.add(intent.product_id)
         self._report(order, OrderStatus.OPEN)
 
     def _refusal(self, intent: OrderIntent, product: Product | None,
@@ -208,6 +219,7 @@ class PaperExecution:
             self._release(order, order.remaining)
         status = (OrderStatus.FILLED if order.remaining <= 0 else
                   OrderStatus.CANCELLED if done else OrderStatus.OPEN)
+        self._watch(intent.product_id, base)
         self._later(lambda: self.events.on_fill(fill))
         self._report(order, status, time_ns=time_ns)
 
@@ -217,9 +229,16 @@ class PaperExecution:
             return
         self.resting[order.intent.product_id].pop(client_order_id, None)
         self._release(order, order.remaining)
+        self._watch(order.intent.product_id, order.intent.product_id.split("-", 1)[0])
         self._report(order, OrderStatus.CANCELLED)
 
     # ---- balances --------------------------------------------------------------------------
+
+    def _watch(self, product_id: str, base: str) -> None:
+        if self.balances[base] > 0 or self.resting.get(product_id):
+            self.watched.add(product_id)
+        else:
+            self.watched.discard(product_id)
 
     def _needed(self, intent: OrderIntent, quote: Quote | None) -> Decimal:
         if intent.side is Side.SELL:

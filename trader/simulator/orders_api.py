@@ -132,7 +132,8 @@ class PrivateApi:
             request.transport.abort()
         elif fault == "delay":
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.dice.faults.accept_delay_s)
+                async with asyncio.timeout(self.dice.faults.accept_delay_s):
+                    await self._closing.wait()
         return response
 
     async def _cancel_orders(self, request: web.Request) -> web.StreamResponse:

@@ -220,7 +220,8 @@ class Simulator:
     async def _receive_loop(self, connection: Connection) -> None:
         ws = connection.ws
         try:
-            first = await asyncio.wait_for(ws.receive(), timeout=SUBSCRIBE_DEADLINE_S)
+            async with asyncio.timeout(SUBSCRIBE_DEADLINE_S):
+                first = await ws.receive()
         except TimeoutError:
             await ws.close(code=1008, message=b"subscribe within 5 s")
             return

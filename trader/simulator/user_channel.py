@@ -101,7 +101,8 @@ class UserChannel:
     async def _receive_loop(self, connection: UserConnection) -> None:
         ws = connection.ws
         try:
-            message = await asyncio.wait_for(ws.receive(), timeout=SUBSCRIBE_DEADLINE_S)
+            async with asyncio.timeout(SUBSCRIBE_DEADLINE_S):
+                message = await ws.receive()
         except TimeoutError:
             await ws.close(code=1008, message=b"subscribe within 5 s")
             return
