@@ -108,3 +108,36 @@ def test_the_kill_switch_in_config_halts_and_turning_it_off_resumes(trading_daem
     wait_for(lambda: trading(trading_daemon)["state"] == "halted", timeout_s=5)
     config.write_text(_set(config.read_text(), "kill_switch", "false"))
     wait_for(lambda: trading(trading_daemon)["state"] == "active", timeout_s=5)
+
+
+def test_a_daemon_with_a_database_stores_candles_signals_and_says_which_mode(
+        tmp_path: Path, sim_url: str, database: str):
+    import asyncio
+
+    import asyncpg
+
+    workdir = tmp_path / "daemon"
+    text = _set(flip_config(workdir, sim_url), "dsn", f'"{database}"')
+    daemon = start_daemon(workdir, sim_url, text)
+    try:
+        storage = wait_for(lambda: (s := daemon.status()["components"]["storage"])[
+            "counters"]["rows_written_candles"] >= 6 and s, timeout_s=60)
+        assert storage["connected"] is True and storage["mode"] == "postgresql"
+        wait_for(lambda: daemon.status()["components"]["storage"]["counters"][
+            "rows_written_signals"] >= 1, timeout_s=60)
+        wait_for(lambda: trading(daemon)["counters"].get("fills", 0) >= 1, timeout_s=60)
+        assert daemon.stop() == 0  # the writer drains at shutdown
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+
+    async def counts() -> tuple[int, ...]:
+        conn = await asyncpg.connect(database)
+        try:
+            return tuple([await conn.fetchval(f"SELECT count(*) FROM {table}") for table in
+                          ("candles", "signals", "orders", "equity", "fills")])
+        finally:
+            await conn.close()
+
+    candles, signals, orders, equity, fills = asyncio.run(counts())
+    assert candles >= 6 and signals >= 1 and orders >= 1 and equity >= 1 and fills >= 1

@@ -33,7 +33,13 @@ from trader.risk import RiskManager
 from trader.selector import Selector
 from trader.signals import SignalBook
 from trader.status import StatusServer, read_rss_bytes
-from trader.store.recorder import CandleRecorder, signal_row
+from trader.store.recorder import (
+    CandleRecorder,
+    EquityRecorder,
+    OrderRecorder,
+    fill_row,
+    signal_row,
+)
 from trader.store.writer import Writer
 from trader.strategy import LoadedStrategy, load_strategies, reload_strategies
 from trader.strategy_runner import StrategyRunner
@@ -138,7 +144,10 @@ class Daemon:
         """The writer, fed with every closed candle and every signal (it never blocks them)."""
         writer = Writer(config.storage.dsn, config.storage, Path(config.daemon.state_dir))
         CandleRecorder(self.market, writer.write_many)  # listens after the engine
+        EquityRecorder(self.market, self.trading, writer.write)
         self.book.sinks.append(lambda signal: writer.write("signals", signal_row(signal)))
+        self.trading.order_sinks.append(OrderRecorder(writer.write, time.time_ns).on_order)
+        self.trading.fill_sinks.append(lambda fill: writer.write("fills", fill_row(fill)))
         return writer
 
     async def run(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -28,6 +28,7 @@ from trader.risk import RiskManager
 from trader.types import (
     Action,
     Fill,
+    Order,
     OrderIntent,
     OrderKind,
     OrderStatus,
@@ -75,6 +76,8 @@ class Trading:
         self.counters = collections.Counter[str]()
         self.last_refusal: dict[str, str] = {}  # product -> why its last intent was refused
         self.flatten_on_kill = False
+        self.order_sinks: list[Callable[[Order], None]] = []  # every change of an order
+        self.fill_sinks: list[Callable[[Fill], None]] = []  # every new fill
         risk.listeners.append(self._on_state)
 
     # ---- decisions -------------------------------------------------------------------------
@@ -185,6 +188,7 @@ class Trading:
     def _send(self, intent: OrderIntent) -> None:
         if not self.registry.record_intent(intent):
             return  # already known: a replayed decision
+        self._order_changed(intent.client_order_id)
         self.working[intent.client_order_id] = Working(intent, self.clock())
         self.counters[f"intents_{intent.kind}"] += 1
         self.last_refusal.pop(intent.product_id, None)
@@ -201,6 +205,7 @@ class Trading:
     def on_update(self, update: OrderUpdate) -> None:
         if not self.registry.apply_update(update):
             return
+        self._order_changed(update.client_order_id or update.order_id)
         if update.status in (OrderStatus.REJECTED, OrderStatus.FAILED):
             self.counters["rejected"] += 1
             self.risk.record_error(f"order {update.status.lower()}")
@@ -212,6 +217,14 @@ class Trading:
     def on_fill(self, fill: Fill) -> None:
         if self.registry.apply_fill(fill):
             self.counters["fills"] += 1
+            for sink in self.fill_sinks:
+                sink(fill)
+
+    def _order_changed(self, client_order_id: str) -> None:
+        order = self.registry.order(client_order_id)
+        if order is not None:
+            for sink in self.order_sinks:
+                sink(order)
 
     def on_error(self, kind: str, detail: str) -> None:
         self.counters[f"error_{kind}"] += 1

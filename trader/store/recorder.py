@@ -1,4 +1,5 @@
-"""Rows for the writer from what the engine produces: closed bars and signals.
+"""Rows for the writer from what the daemon produces: closed bars, signals, orders, fills and
+equity.
 
 The recorder listens after the engine (it registers last), so a bar close reaches the
 strategies before its candles are turned into rows.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from trader.kernels import ring
 from trader.market import Market
-from trader.types import Signal
+from trader.trading import Trading
+from trader.types import Fill, Order, Signal
 
 WriteMany = Callable[[str, Iterable[tuple]], None]
 
@@ -41,6 +44,62 @@ def signal_row(signal: Signal) -> tuple:
     return (utc_datetime(signal.bar_time_ns), signal.strategy,
             signal.product_id, str(signal.action), signal.score, signal.stop,
             signal.take_profit, signal.reason)
+
+
+class OrderRecorder:
+    """`orders` rows: one per change, upserted on the client order id.
+
+    An order's creation time is when this process first saw it (the registry keeps no
+    creation time); forgotten once the order is final, so the map stays small.
+    """
+
+    def __init__(self, write: Callable[[str, tuple], None], clock_ns: Callable[[], int]) -> None:
+        self.write = write
+        self.clock_ns = clock_ns
+        self._created: dict[str, datetime] = {}
+
+    def on_order(self, order: Order) -> None:
+        now = utc_datetime(self.clock_ns())
+        created = self._created.setdefault(order.client_order_id, now)
+        if order.status.is_terminal:
+            del self._created[order.client_order_id]
+        self.write("orders", (
+            order.client_order_id, order.order_id or None, order.strategy, order.product_id,
+            str(order.side), str(order.kind),
+            "limit" if order.limit_price is not None else "market", order.limit_price,
+            order.size, order.quote_size, str(order.status), order.filled_size,
+            order.average_filled_price if order.filled_size else None, order.total_fees,
+            created, utc_datetime(order.updated_ns) if order.updated_ns else now,
+            order.reject_reason))
+
+
+class EquityRecorder:
+    """An `equity` row at every 1-minute close: the account's value, cash and PnL."""
+
+    def __init__(self, market: Market, trading: Trading,
+                 write: Callable[[str, tuple], None]) -> None:
+        self.trading = trading
+        self.write = write
+        market.listeners.append(self.on_bar)
+
+    def on_bar(self, interval_s: int, bar_time_s: int) -> None:
+        equity = self.trading.execution.equity_usd()
+        if interval_s != 60 or equity is None:
+            return
+        registry = self.trading.registry
+        held = sum((p.size * (p.mark_price or p.average_entry_price)
+                    for p in registry.positions().values()), start=Decimal(0))
+        pnl = registry.pnl()
+        self.write("equity", (datetime.fromtimestamp(bar_time_s, UTC),
+                              self.trading.execution.name, equity - held, equity,
+                              pnl.realized, pnl.unrealized, pnl.fees))
+
+
+def fill_row(fill: Fill) -> tuple:
+    """A `fills` row (repeats of a trade id are ignored by the table's key)."""
+    return (fill.product_id, fill.trade_id, fill.order_id, fill.client_order_id or None,
+            str(fill.side), fill.price, fill.size, fill.fee, str(fill.liquidity),
+            utc_datetime(fill.time_ns))
 
 
 def utc_datetime(time_ns: int) -> datetime:
