@@ -90,7 +90,6 @@ class LiveExecution:
                  is_open_position: Callable[[str], bool] = _never,
                  restore_intent: Callable[[OrderIntent], object] = _ignore,
                  rng: random.Random | None = None) -> None:
-        self.events = events
         self.coinbase = coinbase
         self.section = section
         self.quotes = quotes
@@ -100,10 +99,11 @@ class LiveExecution:
         self.rng = rng or random.Random()
         self.journal = Journal(Path(journal_path))
         self.book = LiveOrders(events, self.journal, clock)
+        self.events = events
         self.pacer = Pacer(coinbase.private_rest_rps)
         self.user_feed = UserFeed(coinbase.user_ws_url, credentials, self._on_user_updates,
                                   coinbase.stale_after_s, on_resync=self._request_poll,
-                                  on_error=events.on_error, rng=self.rng)
+                                  on_error=self._on_error, rng=self.rng)
         self.foreign_orders: dict[str, OrderUpdate] = {}  # open, not ours (see reconcile.py)
         self.counters = collections.Counter[str]()
         self._credentials = credentials
@@ -117,6 +117,20 @@ class LiveExecution:
         self._accounts_due = asyncio.Event()
         self._balances: dict[str, Decimal] | None = None
         self._ready = False
+
+    @property
+    def events(self) -> OrderEvents:
+        return self._events
+
+    @events.setter
+    def events(self, events: OrderEvents) -> None:
+        """Bound after construction by the daemon (the trading core is built from this
+        execution): the order table must report to the same place."""
+        self._events = events
+        self.book.events = events
+
+    def _on_error(self, kind: str, detail: str) -> None:
+        self._events.on_error(kind, detail)
 
     # ---- the port --------------------------------------------------------------------------
 
@@ -139,8 +153,10 @@ class LiveExecution:
             return None
         total = ZERO
         for currency, amount in self._balances.items():
+            if not amount:
+                continue  # /accounts lists every wallet, mostly empty: price only the others
             price = Decimal(1) if currency in CASH else self._price(currency)
-            if amount and price is not None:
+            if price is not None:
                 total += amount * price
         return total
 
