@@ -16,6 +16,7 @@ from trader.strategy_runner import StrategyRunner
 from trader.trading import Trading
 from trader.types import Heartbeat, Quote, Signal
 
+STALE_BAR_S = 120  # a bar repaired this long after it closed is not traded on
 TradeColumnsListener = Callable[[Sequence[str], Sequence[int], Sequence[float], Sequence[float]],
                                 None]
 
@@ -57,8 +58,15 @@ class Engine:
             self._trade(interval_s, bar_time_s, signals)
 
     def _trade(self, interval_s: int, bar_time_s: int, signals: list[Signal]) -> None:
-        """Exits first at the 1-minute closes, then the strategies' decisions."""
+        """Exits first at the 1-minute closes, then the strategies' decisions; none on history.
+
+        A warm-up bar's moment has passed, and after a restart a decision on it would mint the
+        client order id of an order an earlier run placed on that very bar (Coinbase answers a
+        repeat with that old order)."""
         trading = self.trading
+        if self.market.is_history(bar_time_s, interval_s, STALE_BAR_S):
+            trading.counters["history_bars_not_traded"] += 1
+            return
         bar_time_ns = bar_time_s * 1_000_000_000
         if interval_s == 60:
             held = trading.registry.positions()

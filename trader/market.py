@@ -68,6 +68,7 @@ class Market:
         self.last_emitted_s: int | None = None
         self._pending_dirty: dict[int, np.ndarray] = {}  # not yet closed minute -> slot mask
         self._started = False  # the first exchange time starts the clock (`_start`)
+        self.live_from_s: int | None = None  # the first minute seen live; earlier is warm-up
         self._pending: list[tuple[Sequence[Any], ...]] = []  # frames' trade columns
         wanted = list(dict.fromkeys(products))
         self._allocate(len(wanted) + spare_slots)
@@ -251,6 +252,13 @@ class Market:
             mask |= active
         self.counters["gaps"] += 1
 
+    def is_history(self, bar_time_s: int, interval_s: int, stale_s: int) -> bool:
+        """Whether a bar is history to trade on: it opened before live data began (warm-up
+        from REST), or it closed more than `stale_s` before the open minute (a late repair)."""
+        if self.live_from_s is None or bar_time_s < self.live_from_s:
+            return True
+        return self._open_minute_s() - (bar_time_s + interval_s) > stale_s
+
     def _open_minute_s(self) -> int:
         minute = int(self.builder.clock[ck.CLOCK_MINUTE])
         return minute * 60 if minute >= 0 else 0
@@ -267,6 +275,7 @@ class Market:
         """Queue warm-up minutes before the first one seen; all of them wait for REST."""
         self._started = True
         first_minute_s = first_ns // MINUTE_NS * 60
+        self.live_from_s = first_minute_s
         align = max(self.intervals_s)
         start_s = (first_minute_s - self.warmup_bars * 60) // align * align
         active = self.builder.active.copy()

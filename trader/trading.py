@@ -325,6 +325,10 @@ class Trading:
         snapshot["counters"].update(self.counters, working=len(self.working))
         for product_id, reason in self.last_refusal.items():
             snapshot["products"].setdefault(product_id, {})["refused"] = reason[:40]
+        snapshot["orders"] = [  # the working ones only: a bounded list
+            {"client_order_id": o.client_order_id, "order_id": o.order_id,
+             "product_id": o.product_id, "side": str(o.side), "kind": str(o.kind),
+             "status": str(o.status)} for o in self.registry.open_orders()]
         return snapshot
 
 
