@@ -74,10 +74,12 @@ class Selector:
         index = np.fromiter((slots[p] for p in ids), np.int64, len(ids))
         full = window.count[index] >= n
         values = np.where(full, scores(bars[index], self.section.metric), np.nan)
-        ranked = [ids[i] for i in np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
-                  if np.isfinite(values[i])]
-        self.ranks = {product_id: rank for rank, product_id in enumerate(ranked, start=1)}
-        self.scores = {p: float(v) for p, v in zip(ids, values, strict=True) if np.isfinite(v)}
+        finite = np.isfinite(values)
+        order = np.argsort(-np.where(finite, values, -np.inf), kind="stable")
+        ranked = order[finite[order]].tolist()  # whole arrays: no per-product numpy scalars
+        self.ranks = {ids[i]: rank for rank, i in enumerate(ranked, start=1)}
+        kept = np.flatnonzero(finite).tolist()
+        self.scores = dict(zip([ids[i] for i in kept], values[finite].tolist(), strict=True))
 
     def top(self) -> list[str]:
         """The products new positions may be opened in, best first."""

@@ -36,6 +36,7 @@ import collections
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -62,6 +63,9 @@ RESOLVE_FIRST_S = 0.5  # first lookup of an unknown order; the pause doubles up 
 RESOLVE_MAX_S = 5.0
 FILLS_RETRY_S = 1.0  # REST fills may lag the user channel: look again this much later
 MAX_FILL_RETRIES = 30
+CREATE_ORDER_PATH = "/api/v3/brokerage/orders"
+TOKEN_MAX_AGE_S = 60.0  # a pre-minted token is used at most this long after minting (of 120)
+TOKEN_REFILL_DELAY_S = 0.05  # mint the next one after the request has gone out
 COMPACT_AFTER_FINALS = 500  # rewrite the journal once this many orders closed since the last
 
 
@@ -107,6 +111,7 @@ class LiveExecution:
         self.foreign_orders: dict[str, OrderUpdate] = {}  # open, not ours (see reconcile.py)
         self.counters = collections.Counter[str]()
         self._credentials = credentials
+        self._order_tokens = OrderTokens(credentials)
         self._rest: PrivateRest | None = None
         self._group: asyncio.TaskGroup | None = None
         self._outbox: asyncio.Queue[LiveOrder] = asyncio.Queue()
@@ -175,6 +180,7 @@ class LiveExecution:
             try:
                 await Reconciler(self, self.journal.open()).run()
                 self._ready = True
+                self._order_tokens.refill(self.coinbase.rest_url.rstrip("/") + CREATE_ORDER_PATH)
                 async with asyncio.TaskGroup() as group:
                     self._group = group
                     self._start(group)
@@ -215,6 +221,8 @@ class LiveExecution:
         return self._rest
 
     def _authorize(self, method: str, url: str) -> str:
+        if method == "POST" and url.endswith(CREATE_ORDER_PATH):
+            return f"Bearer {self._order_tokens.take(url)}"
         return f"Bearer {auth.rest_jwt(self._credentials, method, url)}"
 
     def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
@@ -460,3 +468,32 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await event.wait()
+
+
+class OrderTokens:
+    """The JWT of the next create-order request, minted ahead of time.
+
+    Signing costs 100-400 µs, on the path from a bar close to the order, so the token is
+    made while nothing is waiting. Each token still serves exactly one request, and one older
+    than TOKEN_MAX_AGE_S is replaced by a fresh one, well inside its 120 s lifetime.
+    """
+
+    def __init__(self, credentials: auth.Credentials,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._credentials = credentials
+        self._monotonic = monotonic
+        self._ready: tuple[str, str, float] | None = None  # url, token, minted at
+
+    def take(self, url: str) -> str:
+        ready, self._ready = self._ready, None
+        fresh = ready is not None and ready[0] == url and (
+            self._monotonic() - ready[2] < TOKEN_MAX_AGE_S)
+        token = ready[1] if fresh else auth.rest_jwt(self._credentials, "POST", url)
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to mint ahead for
+            asyncio.get_running_loop().call_later(TOKEN_REFILL_DELAY_S, self.refill, url)
+        return token
+
+    def refill(self, url: str) -> None:
+        if self._ready is None:
+            self._ready = (url, auth.rest_jwt(self._credentials, "POST", url),
+                           self._monotonic())
