@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from trader.backoff import Backoff
 from trader.coinbase import messages
+from trader.coinbase.reconnect import reconnecting
 from trader.errors import FrameError
 from trader.types import Heartbeat, Quote
 
@@ -46,22 +48,6 @@ class FeedSink(Protocol):
     def on_heartbeat(self, heartbeat: Heartbeat) -> None: ...
 
     def on_gap(self, from_ns: int, to_ns: int) -> None: ...
-
-
-class Backoff:
-    """Capped full-jitter backoff: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
-
-    def __init__(self, base_s: float, cap_s: float, rng: random.Random) -> None:
-        self.base_s, self.cap_s, self._rng = base_s, cap_s, rng
-        self.attempt = 0
-
-    def next_s(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2**self.attempt)
-        self.attempt += 1
-        return self._rng.uniform(self.base_s / 2, max(self.base_s / 2, ceiling))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class MarketFeed:
@@ -129,23 +115,14 @@ class MarketFeed:
 
     async def run(self) -> None:
         async with aiohttp.ClientSession() as session:
-            while not self._stopping:
-                started = self._monotonic()
-                try:
-                    await self._session(session)
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    self.counters["connect_errors"] += 1
-                    log.warning("market feed: %s: %s", type(exc).__name__, exc)
-                finally:
-                    self._ws = None
-                if self._stopping:
-                    break
-                if self._monotonic() - started >= self._stable_after_s:
-                    self._backoff.reset()
-                self._reconnected = True
-                delay = self._backoff.next_s()
-                log.info("market feed: reconnecting in %.2f s", delay)
-                await asyncio.sleep(delay)
+            await reconnecting(lambda: self._session(session), name="market feed",
+                               backoff=self._backoff, stable_after_s=self._stable_after_s,
+                               stopping=lambda: self._stopping, monotonic=self._monotonic,
+                               counters=self.counters, ended=self._ended)
+
+    def _ended(self) -> None:
+        self._ws = None
+        self._reconnected = True  # the next session's first minutes need repair
 
     async def _session(self, session: aiohttp.ClientSession) -> None:
         async with session.ws_connect(self.ws_url, max_msg_size=MAX_MSG_SIZE,

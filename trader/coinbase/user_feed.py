@@ -16,7 +16,6 @@ Tokens are never logged.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import random
@@ -26,8 +25,10 @@ from typing import Any
 
 import aiohttp
 
+from trader.backoff import Backoff
 from trader.coinbase import auth, messages, orders
-from trader.coinbase.feed import MAX_MSG_SIZE, Backoff
+from trader.coinbase.feed import MAX_MSG_SIZE
+from trader.coinbase.reconnect import EXPECTED_ERRORS, reconnecting
 from trader.errors import FrameError
 from trader.types import OrderUpdate
 
@@ -76,23 +77,15 @@ class UserFeed:
 
     async def run(self) -> None:
         async with aiohttp.ClientSession() as session:
-            while not self._stopping:
-                started = self._monotonic()
-                try:
-                    await self._session(session)
-                except (aiohttp.ClientError, TimeoutError, OSError, auth.AuthError) as exc:
-                    self.counters["connect_errors"] += 1
-                    log.warning("user channel: %s: %s", type(exc).__name__, exc)
-                finally:
-                    self._ws = None
-                    self._set_connected(False)
-                if self._stopping:
-                    break
-                if self._monotonic() - started >= self._stable_after_s:
-                    self._backoff.reset()
-                delay = self._backoff.next_s()
-                log.info("user channel: reconnecting in %.2f s", delay)
-                await asyncio.sleep(delay)
+            await reconnecting(lambda: self._session(session), name="user channel",
+                               backoff=self._backoff, stable_after_s=self._stable_after_s,
+                               stopping=lambda: self._stopping, monotonic=self._monotonic,
+                               counters=self.counters, ended=self._ended,
+                               expected=(*EXPECTED_ERRORS, auth.AuthError))
+
+    def _ended(self) -> None:
+        self._ws = None
+        self._set_connected(False)
 
     async def _session(self, session: aiohttp.ClientSession) -> None:
         async with session.ws_connect(self.ws_url, max_msg_size=MAX_MSG_SIZE,

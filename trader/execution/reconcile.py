@@ -25,9 +25,9 @@ import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from trader.backoff import Backoff
 from trader.clock import NS_PER_S
 from trader.coinbase.auth import AuthError
-from trader.coinbase.feed import Backoff
 from trader.coinbase.rest import RestError
 from trader.execution.journal import JournalEntry, Replay
 from trader.execution.live_orders import LiveOrder, intent_from_record

@@ -25,6 +25,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from trader.backoff import Backoff
 from trader.config import StorageConfig
 from trader.errors import describe_error
 from trader.store.database import Database, Outage
@@ -39,22 +40,6 @@ from trader.store.spill import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class Backoff:
-    """Capped full-jitter backoff: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
-
-    def __init__(self, base_s: float, cap_s: float, rng: random.Random) -> None:
-        self.base_s, self.cap_s, self._rng = base_s, cap_s, rng
-        self.attempt = 0
-
-    def next_s(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        return self._rng.uniform(0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Writer:
