@@ -9,18 +9,29 @@ import dataclasses
 import logging
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pytest
 
 from tests.helpers import eventually
-from tests.live_desk import FAST, PRODUCT, Desk, coinbase_config, credentials, intent, live_rig
+from tests.live_desk import (
+    FAST,
+    PRODUCT,
+    T0,
+    Desk,
+    coinbase_config,
+    credentials,
+    intent,
+    live_rig,
+)
 from tests.test_simulator_orders import pem
 from trader.clock import NS_PER_S
 from trader.coinbase.user_feed import UserFeed
 from trader.execution.journal import Journal, read_journal
+from trader.execution.live import LiveExecution
 from trader.execution.live_orders import intent_from_record, intent_record
-from trader.types import OrderStatus, OrderType, Side
+from trader.types import Action, Fill, Liquidity, OrderStatus, OrderType, Side, Signal
 
 
 def sim_fills(order: dict) -> tuple[Decimal, set[str]]:
@@ -329,3 +340,16 @@ def test_a_journaled_intent_reads_back_as_the_same_intent():
                                    stop_price=Decimal("95.5"), attempt=2)
     record = orjson.loads(orjson.dumps(intent_record(original, 123)))
     assert intent_from_record(record) == original and record["intent_ns"] == 123
+
+
+def test_no_exit_leaves_before_reconciliation_has_made_the_execution_ready(tmp_path: Path):
+    desk = Desk()
+    live = LiveExecution(desk, tmp_path / "orders.journal", credentials(),
+                         coinbase_config("http://127.0.0.1:9"), FAST, desk.quotes)
+    desk.attach(live)
+    desk.registry.apply_fill(Fill("t1", "o1", "", PRODUCT, Side.BUY, Decimal("100"),
+                                  Decimal("0.5"), Decimal("0"), Liquidity.MAKER, T0))
+    desk.trading.on_signals([Signal("s", PRODUCT, T0 + 60 * 10**9, -0.5, Action.EXIT, None,
+                                    None, "test")])
+    assert not live.ready() and desk.registry.open_orders() == []
+    assert "execution is not ready" in desk.trading.last_refusal[PRODUCT]

@@ -145,6 +145,8 @@ class Trading:
         self._send(intent)
 
     def _exit(self, product_id: str, reason: str, bar_time_ns: int) -> None:
+        if not self.execution.ready():  # positions are not known until reconciled
+            return self._refuse(product_id, f"exit ({reason}) waits: execution is not ready")
         denied = self.risk.check_exit(product_id)
         position = self.registry.position(product_id)
         product = self.products.get(product_id)
