@@ -97,7 +97,9 @@ def test_sigusr1_cancels_open_orders_within_a_second_and_halts(trading_daemon):
     risk = trading_daemon.status()["components"]["risk"]
     assert risk["state"] == "halted"
     entries = status["counters"]["intents_entry"]
-    time.sleep(3)  # bars keep closing: no new entry while halted
+    emitted = trading_daemon.status()["components"]["market"]["counters"]["minutes_emitted"]
+    wait_for(lambda: trading_daemon.status()["components"]["market"]["counters"][
+        "minutes_emitted"] >= emitted + 3, timeout_s=30)  # three bars close while halted
     assert trading(trading_daemon)["counters"]["intents_entry"] == entries
     assert "SIGUSR1: kill switch" in trading_daemon.log()
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from tests.helpers import eventually
 from tests.test_auth import NAME, ORDERS, ec_pem, verifier_for
-from trader.coinbase.auth import Credentials
-from trader.execution.live import TOKEN_MAX_AGE_S, TOKEN_REFILL_DELAY_S, OrderTokens
+from trader.coinbase.auth import TOKEN_MAX_AGE_S, Credentials, PremintedTokens
 
 URL = "http://127.0.0.1:8123" + ORDERS
 
@@ -22,7 +20,7 @@ class Clock:
 async def test_a_pre_minted_token_verifies_and_serves_one_request_only():
     pem, key = ec_pem()
     clock = Clock()
-    tokens = OrderTokens(Credentials(NAME, pem, "test"), clock)
+    tokens = PremintedTokens(Credentials(NAME, pem, "test"), clock)
     tokens.refill(URL)
     first = tokens.take(URL)
     second = tokens.take(URL)  # nothing minted yet: a fresh one, never the same token
@@ -30,7 +28,7 @@ async def test_a_pre_minted_token_verifies_and_serves_one_request_only():
     verifier = verifier_for(key)
     for token in (first, second):
         assert verifier.verify_rest(token, "POST", "127.0.0.1:8123", ORDERS) == NAME
-    await asyncio.sleep(TOKEN_REFILL_DELAY_S * 3)  # the next one was minted meanwhile
+    await eventually(lambda: tokens.minted, timeout_s=2)  # the next one, minted meanwhile
     third = tokens.take(URL)
     assert third not in (first, second)
     assert verifier.verify_rest(third, "POST", "127.0.0.1:8123", ORDERS) == NAME
@@ -39,7 +37,7 @@ async def test_a_pre_minted_token_verifies_and_serves_one_request_only():
 async def test_a_token_older_than_the_limit_is_replaced_by_a_fresh_one():
     pem, _ = ec_pem()
     clock = Clock()
-    tokens = OrderTokens(Credentials(NAME, pem, "test"), clock)
+    tokens = PremintedTokens(Credentials(NAME, pem, "test"), clock)
     tokens.refill(URL)
     stale = tokens._ready[1]
     clock.now_s += TOKEN_MAX_AGE_S + 1
@@ -48,7 +46,7 @@ async def test_a_token_older_than_the_limit_is_replaced_by_a_fresh_one():
 
 async def test_a_token_for_another_url_is_not_used():
     pem, _ = ec_pem()
-    tokens = OrderTokens(Credentials(NAME, pem, "test"), Clock())
+    tokens = PremintedTokens(Credentials(NAME, pem, "test"), Clock())
     tokens.refill("http://127.0.0.1:9999" + ORDERS)
     other = tokens._ready[1]
     assert tokens.take(URL) != other

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from trader.clock import NS_PER_S, Clock, utc_day, wall_ns
+from trader.money import to_decimal
 from trader.registry import Registry
 from trader.types import ClosedTrade, OrderKind, Position, TradingState
 
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 _STATE_CODE = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-
-def _dec(value: float) -> Decimal:
-    return Decimal(str(value))  # the shortest repr: 0.1 is 0.1, not 0.1000000000000000055
-
 
 def _ns(seconds: float) -> int:
     return round(seconds * NS_PER_S)
@@ -60,19 +57,15 @@ class Limits:
     breaker_halt_ns: int
 
     @classmethod
-    def from_section(cls, section: Any) -> Limits:
-        def get(name: str) -> Any:
-            return getattr(section, name)
-
+    def from_section(cls, s: Any) -> Limits:
+        usd = to_decimal
         return cls(
-            bool(get("kill_switch")), _dec(get("max_position_usd")),
-            int(get("max_open_positions")), _dec(get("max_exposure_usd")),
-            _dec(get("max_order_usd")), _dec(get("daily_loss_limit_usd")),
-            int(get("max_consecutive_losses")), _ns(get("cooldown_s")),
-            _dec(get("risk_fraction")), _dec(get("stop_loss_pct")),
-            _dec(get("take_profit_pct")), _dec(get("trailing_stop_pct")),
-            _ns(get("max_hold_s")), int(get("breaker_max_errors")),
-            _ns(get("breaker_window_s")), _ns(get("breaker_halt_s")))
+            s.kill_switch, usd(s.max_position_usd), s.max_open_positions,
+            usd(s.max_exposure_usd), usd(s.max_order_usd), usd(s.daily_loss_limit_usd),
+            s.max_consecutive_losses, _ns(s.cooldown_s), to_decimal(s.risk_fraction),
+            to_decimal(s.stop_loss_pct), to_decimal(s.take_profit_pct),
+            to_decimal(s.trailing_stop_pct), _ns(s.max_hold_s), s.breaker_max_errors,
+            _ns(s.breaker_window_s), _ns(s.breaker_halt_s))
 
 
 def _utc(time_ns: int) -> str:

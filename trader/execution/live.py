@@ -36,7 +36,6 @@ import collections
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -64,8 +63,6 @@ RESOLVE_MAX_S = 5.0
 FILLS_RETRY_S = 1.0  # REST fills may lag the user channel: look again this much later
 MAX_FILL_RETRIES = 30
 CREATE_ORDER_PATH = "/api/v3/brokerage/orders"
-TOKEN_MAX_AGE_S = 60.0  # a pre-minted token is used at most this long after minting (of 120)
-TOKEN_REFILL_DELAY_S = 0.05  # mint the next one after the request has gone out
 COMPACT_AFTER_FINALS = 500  # rewrite the journal once this many orders closed since the last
 
 
@@ -111,7 +108,7 @@ class LiveExecution:
         self.foreign_orders: dict[str, OrderUpdate] = {}  # open, not ours (see reconcile.py)
         self.counters = collections.Counter[str]()
         self._credentials = credentials
-        self._order_tokens = OrderTokens(credentials)
+        self._order_tokens = auth.PremintedTokens(credentials)
         self._rest: PrivateRest | None = None
         self._group: asyncio.TaskGroup | None = None
         self._outbox: asyncio.Queue[LiveOrder] = asyncio.Queue()
@@ -469,31 +466,3 @@ async def _wait(event: asyncio.Event, timeout_s: float) -> None:
         async with asyncio.timeout(timeout_s):
             await event.wait()
 
-
-class OrderTokens:
-    """The JWT of the next create-order request, minted ahead of time.
-
-    Signing costs 100-400 µs, on the path from a bar close to the order, so the token is
-    made while nothing is waiting. Each token still serves exactly one request, and one older
-    than TOKEN_MAX_AGE_S is replaced by a fresh one, well inside its 120 s lifetime.
-    """
-
-    def __init__(self, credentials: auth.Credentials,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._credentials = credentials
-        self._monotonic = monotonic
-        self._ready: tuple[str, str, float] | None = None  # url, token, minted at
-
-    def take(self, url: str) -> str:
-        ready, self._ready = self._ready, None
-        fresh = ready is not None and ready[0] == url and (
-            self._monotonic() - ready[2] < TOKEN_MAX_AGE_S)
-        token = ready[1] if fresh else auth.rest_jwt(self._credentials, "POST", url)
-        with contextlib.suppress(RuntimeError):  # no running loop: nothing to mint ahead for
-            asyncio.get_running_loop().call_later(TOKEN_REFILL_DELAY_S, self.refill, url)
-        return token
-
-    def refill(self, url: str) -> None:
-        if self._ready is None:
-            self._ready = (url, auth.rest_jwt(self._credentials, "POST", url),
-                           self._monotonic())

@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web
 from trader.simulator import wire
 from trader.simulator.orders_api import PrivateApi, PrivateConfig
 from trader.simulator.tape import Tape
+from trader.simulator.websocket import serve_connection
 
 log = logging.getLogger(__name__)
 
@@ -202,20 +203,8 @@ class Simulator:
     # ---- websocket --------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=2**20)
-        await ws.prepare(request)
-        connection = Connection(ws, request.transport)
-        self.connections.add(connection)
-        self.counters["connections"] += 1
-        sender = asyncio.create_task(self._send_loop(connection))
-        try:
-            await self._receive_loop(connection)
-        finally:
-            self.connections.discard(connection)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-        return ws
+        return await serve_connection(request, self.connections, self.counters, Connection,
+                                      self._receive_loop, self._send_loop)
 
     async def _receive_loop(self, connection: Connection) -> None:
         ws = connection.ws

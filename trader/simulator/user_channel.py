@@ -12,7 +12,6 @@ connection numbers its frames from 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from trader.simulator import order_wire, wire
 from trader.simulator.auth import JwtVerifier, Unauthorized
 from trader.simulator.exchange import Exchange, Order
 from trader.simulator.order_faults import FaultDice
+from trader.simulator.websocket import serve_connection
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +63,8 @@ class UserChannel:
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """The websocket handler."""
-        ws = web.WebSocketResponse(max_msg_size=2**20)
-        await ws.prepare(request)
-        connection = UserConnection(ws, request.transport)
-        self.connections.add(connection)
-        self.counters["connections"] += 1
-        sender = asyncio.create_task(self._send_loop(connection))
-        try:
-            await self._receive_loop(connection)
-        finally:
-            self.connections.discard(connection)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-        return ws
+        return await serve_connection(request, self.connections, self.counters, UserConnection,
+                                      self._receive_loop, self._send_loop)
 
     def heartbeat(self, time_ns: int, event: dict[str, Any]) -> None:
         """The simulator's heartbeat of this second, for connections subscribed to it."""
