@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from trader.execution.journal import Journal, read_journal
+from trader.execution.journal import PREALLOCATED_BYTES, Journal, read_journal
 
 
 def _intent(n: int) -> dict:
@@ -64,6 +64,40 @@ def test_a_torn_last_line_is_skipped_counted_and_cut_before_appending(tmp_path: 
     journal.close()
     again = read_journal(path)
     assert again.torn_lines == 0 and again.entries["a"].order_id == "order-a"
+
+
+def test_a_line_torn_inside_the_zeros_written_ahead_is_zeroed_on_open(tmp_path: Path):
+    path = tmp_path / "j"
+    journal = Journal(path)
+    journal.open()
+    journal.intent("a", _intent(1))
+    journal.close()
+    data = path.read_bytes()
+    end = data.rindex(b"\n") + 1
+    assert len(data) - end >= PREALLOCATED_BYTES // 2 and data.count(0, end) == len(data) - end
+    with path.open("r+b") as handle:  # the crash came mid-write, in place
+        handle.seek(end)
+        handle.write(b'{"t":"intent","cid":"b","inte')
+    journal = Journal(path)
+    assert journal.open().torn_lines == 1
+    journal.sent("a", "order-a")
+    journal.close()
+    again = read_journal(path)
+    assert again.torn_lines == 0 and again.entries["a"].order_id == "order-a"
+
+
+def test_records_past_the_zeros_written_ahead_extend_the_file(tmp_path: Path):
+    path = tmp_path / "j"
+    journal = Journal(path)
+    journal.open()
+    pad = "x" * 1000
+    n = 3 * PREALLOCATED_BYTES // 1000
+    for i in range(n):
+        journal.intent(f"c{i}", {"n": i, "pad": pad})
+    journal.close()
+    replay = Journal(path).open()
+    assert len(replay.entries) == n and replay.torn_lines == 0
+    assert [e.intent["n"] for e in replay.entries.values()] == list(range(n))
 
 
 def test_compaction_keeps_open_entries_only_and_the_file_stays_appendable(tmp_path: Path):

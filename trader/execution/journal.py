@@ -1,9 +1,12 @@
 """The write-ahead order journal: an intent is on disk before its request leaves.
 
-One JSON object per line, appended and `fdatasync`ed before `append` returns. The write is
-synchronous on purpose: the guarantee must hold before the request is sent, the journal only
-writes when an order is placed or changes state (not per trade), and a hop to a thread costs
-about what the sync itself does (measured about 60 µs on the development VM's ext4).
+One JSON object per line, durable before `append` returns: the file is opened `O_DSYNC` and
+records are written into a region of zeros written (not just allocated) ahead of them, so a
+record's write changes no file metadata and the sync is the data block alone. On the
+development VM's ext4 that cut the p99 of a record from 0.36-0.51 ms (append + `fdatasync`)
+to 0.07-0.08 ms; the median was about 50 µs either way. The write is synchronous on purpose:
+the guarantee must hold before the request is sent, the journal only writes when an order is
+placed or changes state (not per trade), and a hop to a thread costs about what the sync does.
 
 Records (field "t"):
 - "intent"  {cid, intent: {...}}   written before the create request is sent
@@ -12,8 +15,9 @@ Records (field "t"):
 - "final"   {cid, status, why}     rejected, filled, cancelled, expired: nothing more to do
 
 A crash can cut the last line short; such a line was never synced whole, so its request was
-never sent: replay skips it and counts it. `compact()` rewrites the file with the entries
-that still need attention (atomic: temp file, fsync, rename, fsync of the directory).
+never sent: replay skips it and counts it, and opening for writes zeroes it (the zeros ahead
+of the records are read as nothing). `compact()` rewrites the file with the entries that
+still need attention (atomic: temp file, fsync, rename, fsync of the directory).
 """
 
 from __future__ import annotations
@@ -54,22 +58,25 @@ class Replay:
         return [e for e in self.entries.values() if e.open]
 
 
+PREALLOCATED_BYTES = 1 << 20  # zeros kept written ahead of the records
+
+
 class Journal:
     """Append-only, synced, replayable; the only writer of `path`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._end = 0  # where the next record goes: just past the last whole line
+        self._size = 0  # bytes in the file, zeros included
         self.records_written = 0
 
     def open(self) -> Replay:
-        """Replay what is on disk, then open for appending (creating the file, mode 0600)."""
-        replay = read_journal(self.path)
+        """Replay what is on disk, then open for writing (creating the file, mode 0600)."""
+        data = _read_bytes(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        if replay.torn_lines:
-            self._truncate_torn_tail()
-        return replay
+        self._attach(data)
+        return _replay(data)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -94,40 +101,68 @@ class Journal:
         lines = b"".join(_line(r) for entry in keep for r in _records_of(entry))
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, lines)
+            _write_all(fd, lines, 0)
             os.fsync(fd)
         finally:
             os.close(fd)
         self.close()
         os.replace(temp, self.path)
         _fsync_directory(self.path.parent)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
+        self._attach(lines)
+
+    def _attach(self, data: bytes) -> None:
+        """Open `path` (holding `data`) for synced writes after its last whole line."""
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_DSYNC, 0o600)
+        self._end, self._size = _records_end(data), len(data)
+        if data.count(0, self._end) != self._size - self._end:  # a torn tail: zero it
+            _write_all(self._fd, bytes(self._size - self._end), self._end)
+        if self._size - self._end < PREALLOCATED_BYTES // 2:
+            self._extend(PREALLOCATED_BYTES)
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._fd is None:
             raise RuntimeError("journal is not open")
         data = _line(record)
-        written = os.write(self._fd, data)
-        if written != len(data):  # a full disk: the intent is not safely on disk, do not send
-            raise OSError(f"journal {self.path}: short write ({written} of {len(data)} bytes)")
-        os.fdatasync(self._fd)
+        if self._end + len(data) > self._size:
+            self._extend(max(PREALLOCATED_BYTES, len(data)))
+        # a short write (a full disk) raises: the intent is not safely on disk, do not send
+        _write_all(self._fd, data, self._end)
+        self._end += len(data)
         self.records_written += 1
 
-    def _truncate_torn_tail(self) -> None:
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        os.truncate(self.path, end)
+    def _extend(self, n: int) -> None:
+        assert self._fd is not None
+        _write_all(self._fd, bytes(n), self._size)
+        self._size += n
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    written = os.pwrite(fd, data, offset)
+    if written != len(data):
+        raise OSError(f"journal: short write ({written} of {len(data)} bytes at {offset})")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _records_end(data: bytes) -> int:
+    return data.rfind(b"\n") + 1
 
 
 def read_journal(path: Path) -> Replay:
     """Every entry on disk, in order; a torn or undecodable line is skipped and counted."""
+    return _replay(_read_bytes(path))
+
+
+def _replay(data: bytes) -> Replay:
     entries: dict[str, JournalEntry] = {}
     torn = orphans = 0
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return Replay(entries, 0, 0)
     for raw in data.split(b"\n"):
+        raw = raw.strip(b"\0")  # the zeros written ahead of the records
         if not raw:
             continue
         try:
