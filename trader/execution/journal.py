@@ -2,9 +2,9 @@
 
 One JSON object per line, durable before `append` returns: the file is opened `O_DSYNC` and
 records are written into a region of zeros written (not just allocated) ahead of them, so a
-record's write changes no file metadata and the sync is the data block alone. On the
-development VM's ext4 that cut the p99 of a record from 0.36-0.51 ms (append + `fdatasync`)
-to 0.07-0.08 ms; the median was about 50 µs either way. The write is synchronous on purpose:
+record's write changes no file metadata and the sync is the data block alone: on the
+development VM's ext4, p50 44-52 µs and p99 93-122 µs against 57-67 and 128-416 for append +
+`fdatasync` (`benchmarks/bench_journal.py`). The write is synchronous on purpose:
 the guarantee must hold before the request is sent, the journal only writes when an order is
 placed or changes state (not per trade), and a hop to a thread costs about what the sync does.
 
