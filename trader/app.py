@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 
@@ -40,12 +40,14 @@ from trader.store.recorder import (
     fill_row,
     signal_row,
 )
-from trader.store.writer import Writer
 from trader.strategy import LoadedStrategy, load_strategies, reload_strategies
 from trader.strategy_runner import StrategyRunner
 from trader.systemd import Notifier
 from trader.trading import Trading
 from trader.types import Mode, Quote
+
+if TYPE_CHECKING:
+    from trader.store.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,8 @@ class Daemon:
 
     def _connect_storage(self, config: cfg.Config) -> Writer:
         """The writer, fed with every closed candle and every signal (it never blocks them)."""
+        from trader.store.writer import Writer  # asyncpg only with a database (4 MiB)
+
         writer = Writer(config.storage.dsn, config.storage, Path(config.daemon.state_dir))
         CandleRecorder(self.market, writer.write_many)  # listens after the engine
         EquityRecorder(self.market, self.trading, writer.write)

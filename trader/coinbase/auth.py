@@ -33,10 +33,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from coinbase import jwt_generator
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-
 from trader.errors import TraderError
 
 CREDENTIAL_NAME = "coinbase_key.json"
@@ -107,6 +103,9 @@ def jwt_uri(method: str, url: str) -> str:
 
 
 def _sign(creds: Credentials, uri: str | None) -> str:
+    # imported here, as the key checks below: a paper daemon never signs (9 MiB less RSS)
+    from coinbase import jwt_generator
+
     try:
         if uri is None:
             return jwt_generator.build_ws_jwt(creds.name, creds._pem)
@@ -159,6 +158,9 @@ def _from_env(env: Mapping[str, str]) -> Credentials:
 
 def _checked_pem(secret: str, source: str) -> str:
     """The secret as a PEM the SDK can sign ES256 with, or AuthError naming what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     pem = secret.replace("\\n", "\n").strip() + "\n"
     if not pem.startswith("-----BEGIN"):
         if _is_ed25519_seed(secret):
