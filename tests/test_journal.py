@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from trader.execution.journal import PREALLOCATED_BYTES, Journal, read_journal
 
 
@@ -49,37 +51,31 @@ def test_a_repeated_intent_keeps_the_first_and_later_records_never_reopen(tmp_pa
     assert replay.orphan_records == 1
 
 
-def test_a_torn_last_line_is_skipped_counted_and_cut_before_appending(tmp_path: Path):
-    path = tmp_path / "j"
-    journal = Journal(path)
-    journal.open()
-    journal.intent("a", _intent(1))
-    journal.close()
-    with path.open("ab") as handle:
-        handle.write(b'{"t":"intent","cid":"b","inte')  # the crash came mid-write
-    journal = Journal(path)
-    replay = journal.open()
-    assert list(replay.entries) == ["a"] and replay.torn_lines == 1
-    journal.sent("a", "order-a")
-    journal.close()
-    again = read_journal(path)
-    assert again.torn_lines == 0 and again.entries["a"].order_id == "order-a"
-
-
-def test_a_line_torn_inside_the_zeros_written_ahead_is_zeroed_on_open(tmp_path: Path):
-    path = tmp_path / "j"
-    journal = Journal(path)
-    journal.open()
-    journal.intent("a", _intent(1))
-    journal.close()
+def _tear_at_records_end(path: Path, torn: bytes) -> None:
     data = path.read_bytes()
     end = data.rindex(b"\n") + 1
     assert len(data) - end >= PREALLOCATED_BYTES // 2 and data.count(0, end) == len(data) - end
-    with path.open("r+b") as handle:  # the crash came mid-write, in place
+    with path.open("r+b") as handle:  # the crash came mid-write, into the zeros ahead
         handle.seek(end)
-        handle.write(b'{"t":"intent","cid":"b","inte')
+        handle.write(torn)
+
+
+def _tear_at_file_end(path: Path, torn: bytes) -> None:
+    with path.open("ab") as handle:  # a file written before the zeros ahead: torn at its end
+        handle.write(torn)
+
+
+@pytest.mark.parametrize("tear", [_tear_at_records_end, _tear_at_file_end])
+def test_a_torn_last_line_is_skipped_counted_and_zeroed_before_writing(tmp_path: Path, tear):
+    path = tmp_path / "j"
     journal = Journal(path)
-    assert journal.open().torn_lines == 1
+    journal.open()
+    journal.intent("a", _intent(1))
+    journal.close()
+    tear(path, b'{"t":"intent","cid":"b","inte')
+    journal = Journal(path)
+    replay = journal.open()
+    assert list(replay.entries) == ["a"] and replay.torn_lines == 1
     journal.sent("a", "order-a")
     journal.close()
     again = read_journal(path)
