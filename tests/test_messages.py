@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.recordings import advanced_trade_frames, advanced_trade_sent, ws_samples
-from trader.coinbase import messages
+from trader.coinbase import messages, wire_time
 from trader.coinbase.messages import (
     REASONS,
     Frame,
@@ -521,10 +521,10 @@ def test_trades_built_by_slot_are_ordinary_frozen_values():
 
 def test_second_cache_is_bounded_and_stays_exact():
     start = datetime(2026, 8, 9)
-    for i in range(messages._CACHE_MAX + 10):
+    for i in range(wire_time.CACHE_MAX + 10):
         text = (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S") + ".5Z"
         assert parse_rfc3339_ns(text) == reference_ns(text)
-    assert len(messages._SECOND_CACHE) <= messages._CACHE_MAX
+    assert len(wire_time.SECOND_CACHE) <= wire_time.CACHE_MAX
 
 
 def test_parse_ticker_on_a_decoded_frame():

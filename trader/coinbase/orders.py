@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from trader.coinbase.messages import parse_rfc3339_ns
+from trader.coinbase.wire_time import parse_rfc3339_ns
 from trader.errors import FrameError
 from trader.money import to_wire
 from trader.types import (
