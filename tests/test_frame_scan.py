@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.recordings import advanced_trade_frames
 from tests.test_messages import FUZZ
-from trader.coinbase import messages
+from trader.coinbase import fast_frames, messages
 from trader.coinbase.messages import Frame, parse_frame
 from trader.errors import FrameError
 from trader.kernels import frame_scan
@@ -23,20 +23,20 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def scanned(raw: bytes | str) -> Frame | None:
-    return messages._scanned_frame(raw)
+    return fast_frames._scanned_frame(raw)
 
 
 def decoded(raw: bytes | str) -> Frame | str:
     """The Python path's frame, or its FrameError reason."""
     try:
-        return messages._decoded_frame(raw, True)
+        return parse_frame(raw, trade_columns=True)
     except FrameError as exc:
         return exc.reason
 
 
 def outcome(raw: bytes | str) -> Frame | str:
     try:
-        return parse_frame(raw, trade_columns=True)
+        return fast_frames.parse_frame(raw)
     except FrameError as exc:
         return exc.reason
 
@@ -77,7 +77,7 @@ def check_taken(raw: bytes) -> None:
     frame = scanned(raw)
     assert frame is not None
     assert_identical(frame, reference)
-    assert_identical(parse_frame(raw, trade_columns=True), reference)
+    assert_identical(fast_frames.parse_frame(raw), reference)
 
 
 # ---- real and simulated traffic always takes the scanner -------------------------------------
@@ -130,16 +130,16 @@ def test_every_simulated_frame_takes_the_scanner():
 def test_outputs_grow_for_a_frame_with_more_trades_than_they_hold():
     raw = max(simulated_frames(random.Random(3), 200), key=len)
     assert kernel_count(raw) == 40
-    messages._outputs = messages._Outputs(1)
+    fast_frames._outputs = fast_frames._Outputs(1)
     check_taken(raw)
-    assert len(messages._outputs.floats) >= 40 * frame_scan.FLOAT_FIELDS
+    assert len(fast_frames._outputs.floats) >= 40 * frame_scan.FLOAT_FIELDS
 
 
 def test_an_unknown_product_goes_to_the_python_path_which_then_knows_it():
     raw = simulated_frames(random.Random(1), 1)[0].replace(b"BTC-USD", b"NEW-COIN").replace(
         b"ETH-USD", b"NEW-COIN").replace(b"SHIB-USDC", b"NEW-COIN")
     messages._PRODUCTS.pop("NEW-COIN", None)
-    messages._PRODUCT_BYTES.pop(b"NEW-COIN", None)
+    messages.PRODUCT_BYTES.pop(b"NEW-COIN", None)
     assert kernel_count(raw) >= 0 and scanned(raw) is None
     check_taken(raw)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -121,3 +122,12 @@ def test_a_module_missing_from_the_layer_map_is_an_error():
         assert "add it to LAYERS" in str(exc)
     else:
         raise AssertionError("an unmapped module was given a layer")
+
+
+def test_the_rest_client_and_the_backfill_command_load_no_numba():
+    """Only the feed's fast path needs the frame scanner: `trader backfill` stays light."""
+    check = ("import sys, trader.coinbase.rest, trader.store.backfill; "
+             "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from trader.backoff import Backoff
-from trader.coinbase import messages
+from trader.coinbase import fast_frames, messages
 from trader.coinbase.reconnect import reconnecting
 from trader.errors import FrameError
 from trader.types import Heartbeat, Quote
@@ -190,7 +190,7 @@ class MarketFeed:
         self._last_frame_at = self._monotonic()
         self.counters["frames"] += 1
         try:
-            channel, seq, timestamp_ns, _, values, ignored = messages.parse_frame(raw, True)
+            channel, seq, timestamp_ns, _, values, ignored = fast_frames.parse_frame(raw)
         except FrameError as exc:
             self.bad_frames[exc.reason] += 1
             return
