@@ -11,7 +11,7 @@ from tests.helpers import REPO
 
 LAYERS = {
     0: {"trader.types", "trader.money", "trader.clock", "trader.errors", "trader.ports",
-        "trader.config", "trader.log", "trader.backoff"},
+        "trader.config", "trader.log", "trader.backoff", "trader.durable"},
     1: {"trader.kernels"},
     2: {"trader.market", "trader.indicators", "trader.selector", "trader.strategy",
         "trader.registry", "trader.risk", "trader.engine", "trader.signals",

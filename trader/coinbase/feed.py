@@ -23,7 +23,7 @@ import aiohttp
 
 from trader.backoff import Backoff
 from trader.coinbase import fast_frames, messages
-from trader.coinbase.reconnect import reconnecting
+from trader.coinbase.reconnect import read_frames, reconnecting
 from trader.errors import FrameError
 from trader.types import Heartbeat, Quote
 
@@ -33,7 +33,6 @@ CHANNELS = ("heartbeats", "market_trades", "ticker")
 PRODUCTS_PER_SUBSCRIBE = 100
 MAX_MSG_SIZE = 16 * 2**20  # a level2 snapshot of BTC-USD alone is 5 MB
 GAP_MARGIN_NS = 1_000_000_000  # prints of a lost frame may predate the last frame's stamp
-YIELD_EVERY = 64  # frames read before letting other tasks run
 
 
 class FeedSink(Protocol):
@@ -136,37 +135,12 @@ class MarketFeed:
                 await ws.send_bytes(frame)
             sender = asyncio.create_task(self._send_control(ws), name="feed-control")
             try:
-                await self._read(ws)
+                await read_frames(ws, self.on_raw_frame, name="market feed",
+                                  stale_after_s=self.stale_after_s, counters=self.counters,
+                                  stopping=lambda: self._stopping)
             finally:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
-
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        since_yield = 0
-        while True:
-            try:
-                message = await ws.receive(timeout=self.stale_after_s)
-            except TimeoutError:
-                self.counters["stale_reconnects"] += 1
-                log.warning("market feed silent for %.1f s; reconnecting", self.stale_after_s)
-                return
-            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                self._log_close(ws, message)
-                return
-            self.on_raw_frame(message.data)
-            since_yield += 1
-            if since_yield >= YIELD_EVERY:
-                since_yield = 0
-                await asyncio.sleep(0)
-
-    def _log_close(self, ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> None:
-        if self._stopping:
-            return
-        self.counters["disconnects"] += 1
-        if message.type == aiohttp.WSMsgType.ERROR:
-            log.warning("market feed error: %s", ws.exception())
-        else:
-            log.warning("market feed closed (%s, code %s)", message.type.name, ws.close_code)
 
     def _subscribe_frames(self) -> list[bytes]:
         frames = [messages.subscribe_message("heartbeats")]

@@ -28,7 +28,7 @@ import aiohttp
 from trader.backoff import Backoff
 from trader.coinbase import auth, messages, orders
 from trader.coinbase.feed import MAX_MSG_SIZE
-from trader.coinbase.reconnect import EXPECTED_ERRORS, reconnecting
+from trader.coinbase.reconnect import EXPECTED_ERRORS, read_frames, reconnecting
 from trader.errors import FrameError
 from trader.types import OrderUpdate
 
@@ -96,30 +96,9 @@ class UserFeed:
             for channel in ("heartbeats", "user"):  # a fresh token for each subscribe
                 token = auth.ws_jwt(self._credentials)
                 await ws.send_bytes(messages.subscribe_message(channel, (), jwt=token))
-            await self._read(ws)
-
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while True:
-            try:
-                message = await ws.receive(timeout=self.stale_after_s)
-            except TimeoutError:
-                self.counters["stale_reconnects"] += 1
-                log.warning("user channel silent for %.1f s; reconnecting", self.stale_after_s)
-                return
-            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                self._log_close(ws, message)
-                return
-            if not self.on_raw_frame(message.data):
-                return
-
-    def _log_close(self, ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> None:
-        if self._stopping:
-            return
-        self.counters["disconnects"] += 1
-        if message.type == aiohttp.WSMsgType.ERROR:
-            log.warning("user channel error: %s", ws.exception())
-        else:
-            log.warning("user channel closed (%s, code %s)", message.type.name, ws.close_code)
+            await read_frames(ws, self.on_raw_frame, name="user channel",
+                              stale_after_s=self.stale_after_s, counters=self.counters,
+                              stopping=lambda: self._stopping)
 
     # ---- one frame --------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from trader.durable import replace_durably
+
 TERMINAL = "final"
 
 
@@ -97,17 +99,10 @@ class Journal:
 
     def compact(self, keep: list[JournalEntry]) -> None:
         """Rewrite the journal holding only `keep` (their intent and latest state)."""
-        temp = self.path.with_name(self.path.name + ".compact")
         lines = b"".join(_line(r) for entry in keep for r in _records_of(entry))
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            _write_all(fd, lines, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.close()
-        os.replace(temp, self.path)
-        _fsync_directory(self.path.parent)
+        replace_durably(self.path, lambda temp: _write_synced(temp, lines),
+                        self.path.with_name(self.path.name + ".compact"))
+        self.close()  # the replaced file's descriptor
         self._attach(lines)
 
     def _attach(self, data: bytes) -> None:
@@ -140,6 +135,15 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
     written = os.pwrite(fd, data, offset)
     if written != len(data):
         raise OSError(f"journal: short write ({written} of {len(data)} bytes at {offset})")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -204,11 +208,3 @@ def _records_of(entry: JournalEntry) -> list[dict[str, Any]]:
 
 def _line(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record) + b"\n"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from trader.coinbase.rest_bodies import concat_candles
+from trader.durable import fsync_directory, replace_durably
 from trader.kernels.series import CandleArrays
 from trader.store.candle_store import BackfillError, Range, merge_ranges, runs_of
 from trader.store.history import read_candle_file, write_candle_file
@@ -58,10 +58,10 @@ class FileStore:
             return
         files = ([path] if path.exists() else []) + [p for _, p in parts]
         merged = concat_candles([_read(f) for f in files])
-        _replace(path, lambda tmp: write_candle_file(tmp, merged, fsync=True))
+        replace_durably(path, lambda tmp: write_candle_file(tmp, merged, fsync=True))
         ranges = merge_ranges(_read_ranges(path, interval_s) + [r for r, _ in parts])
         text = "".join(f"{interval_s} {start} {end}\n" for start, end in ranges)
-        _replace(_ranges_path(path), lambda tmp: _write_text(tmp, text))
+        replace_durably(_ranges_path(path), lambda tmp: _write_text(tmp, text))
         for _, part in parts:
             part.unlink()
         if _parts_dir(path).exists():
@@ -119,17 +119,9 @@ def _write_part(path: Path, interval_s: int, batch: Range, candles: CandleArrays
     folder = _parts_dir(path)
     if not folder.exists():
         folder.mkdir(parents=True)
-        _fsync_dir(folder.parent)
+        fsync_directory(folder.parent)
     part = folder / f"{interval_s}_{batch[0]}_{batch[1]}.csv.gz"
-    _replace(part, lambda tmp: write_candle_file(tmp, candles, fsync=True))
-
-
-def _replace(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through `write(temporary path)`, then rename over `path` and fsync the folder."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    replace_durably(part, lambda tmp: write_candle_file(tmp, candles, fsync=True))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -137,11 +129,3 @@ def _write_text(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

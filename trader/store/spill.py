@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trader.durable import replace_durably
 from trader.errors import describe_error
 from trader.store.schema import TABLES
 
@@ -81,9 +82,10 @@ def write_spill(directory: Path, seq: int, table: str, rows: Sequence[tuple], *,
                 failed: bool = False) -> Path:
     """Write `<seq>.<table>.spill` (or `.spill.failed`) whole or not at all; returns its path."""
     name = f"{seq:012d}.{table}.spill" + (".failed" if failed else "")
-    final, temp = directory / name, directory / f".{name}.tmp"
+    final = directory / name
     header = {"table": table, "columns": list(TABLES[table].columns), "rows": len(rows)}
-    try:
+
+    def write(temp: Path) -> None:
         with open(temp, "wb") as out:
             out.write(_MAGIC + json.dumps(header).encode() + b"\n")
             for start in range(0, len(rows), _FRAME_ROWS):
@@ -91,11 +93,8 @@ def write_spill(directory: Path, seq: int, table: str, rows: Sequence[tuple], *,
                 out.write(_FRAME.pack(len(data), zlib.crc32(data)) + data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
+
+    replace_durably(final, write, directory / f".{name}.tmp")
     return final
 
 
@@ -105,14 +104,6 @@ def _pickle(rows: Sequence[tuple]) -> bytes:
     pickler.dispatch_table = _DISPATCH
     pickler.dump(list(rows))
     return buffer.getvalue()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- reading -------------------------------------------------------------------------------------
