@@ -24,10 +24,7 @@ _HEARTBEATS_PREFIX: Final = b'{"channel":"heartbeats",'
 
 def parse_frame(raw: bytes | str) -> Frame:
     """`messages.parse_frame(raw, trade_columns=True)`, the scanner first; raises FrameError."""
-    if type(raw) is bytes and raw.startswith(_TRADES_PREFIX):  # most frames, at once
-        frame = _scanned_trades(raw)
-    else:
-        frame = _scanned_frame(raw)
+    frame = _scanned_frame(raw)
     return messages.parse_frame(raw, trade_columns=True) if frame is None else frame
 
 
@@ -39,7 +36,7 @@ _HEAD, _ROW = frame_scan.HEADER, frame_scan.TRADE_FIELDS
 _ONE_TRADE: Final = _HEAD + _ROW  # the ints of a one-trade frame, unpacked in layout order
 # indexed by the scanner's codes; the layout unpacked below is checked at import
 _SCANNED_EVENT_TYPES: Final = ("update", "snapshot")
-_SCANNEDAGGRESSOR: Final = (AGGRESSOR["BUY"], AGGRESSOR["SELL"])
+_SCANNED_AGGRESSOR: Final = (AGGRESSOR["BUY"], AGGRESSOR["SELL"])
 if ((frame_scan.UPDATE, frame_scan.SNAPSHOT, frame_scan.BUY, frame_scan.SELL) != (0, 1, 0, 1)
         or (frame_scan.SEQUENCE_NUM, frame_scan.TIMESTAMP_NS, frame_scan.EVENT_TYPE,
             frame_scan.CURRENT_TIME_NS, frame_scan.HEARTBEAT_COUNTER, frame_scan.PRODUCT_START,
@@ -68,12 +65,10 @@ def _scanned_frame(raw: bytes | str) -> Frame | None:
     """A canonical `market_trades` or `heartbeats` frame as the path below parses it, or None
     where the compiled scanner declines it (see trader/kernels/frame_scan.py)."""
     kind = type(raw)
-    if kind is str:  # aiohttp's text frames
-        if not (raw.startswith(_SCANNED_PREFIXES_TEXT) and raw.isascii()):
+    if kind is not bytes:
+        if not (kind is str and raw.startswith(_SCANNED_PREFIXES_TEXT) and raw.isascii()):
             return None
-        raw = raw.encode()
-    elif kind is not bytes:
-        return None
+        raw = raw.encode()  # a text frame of a session that decodes them
     if raw.startswith(_TRADES_PREFIX):
         return _scanned_trades(raw)
     if raw.startswith(_HEARTBEATS_PREFIX):
@@ -94,7 +89,7 @@ def _scanned_trades(raw: bytes) -> Frame | None:
         if product_id is None:
             return None
         price, size = out.one_trade_floats.tolist()
-        columns = ([product_id], [trade_id], [price], [size], [_SCANNEDAGGRESSOR[side]],
+        columns = ([product_id], [trade_id], [price], [size], [_SCANNED_AGGRESSOR[side]],
                    [time_ns])
     elif n < 0:
         return None
@@ -120,7 +115,7 @@ def _scanned_columns(raw: bytes, values: list[int], pairs: list[float],
                        for start, end in zip(starts, ends, strict=True)]
     if None in product_ids:
         return None
-    sides = [_SCANNEDAGGRESSOR[side] for side in trades[frame_scan.SIDE::_ROW]]
+    sides = [_SCANNED_AGGRESSOR[side] for side in trades[frame_scan.SIDE::_ROW]]
     return (product_ids, trades[frame_scan.TRADE_ID::_ROW], pairs[frame_scan.PRICE::2],
             pairs[frame_scan.SIZE::2], sides, trades[frame_scan.TIME_NS::_ROW])
 

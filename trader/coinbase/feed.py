@@ -211,14 +211,6 @@ class MarketFeed:
         """Trades not seen before, oldest first; a jump in a product's trade ids is a gap."""
         ids, trade_ids, prices, sizes, _, times_ns = trades
         high = self._high_trade_id
-        if len(ids) == 1:  # most frames: the loop below without its iterators
-            product_id, trade_id = ids[0], trade_ids[0]
-            last = high.get(product_id)
-            if last is not None and trade_id != last + 1:
-                return self._deliver_unusual_trades(trades, 0)
-            high[product_id] = trade_id
-            self.counters["trades"] += 1
-            return self._sink.on_trade_columns(ids, times_ns, prices, sizes)
         for i, product_id, trade_id in zip(itertools.count(), ids, trade_ids):
             last = high.get(product_id)
             if last is not None and trade_id != last + 1:
