@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.pg import PostgresServer, find_bin_dir
-from trader.simulator.run import build_tiled, bundled_sources, serve
+from trader.simulator.run import build_tiled, bundled_sources, serve, spawn
 from trader.store.history import load_candles, read_candle_file
 
 PRODUCT = "BTC-USD"
@@ -68,13 +68,7 @@ def serve_simulator(days: int, public_rps: float) -> None:
 
 
 def start_simulator(days: int, public_rps: float) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(days), str(public_rps)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"simulator did not start: {url!r}")
-    return proc, url
+    return spawn([sys.executable, __file__, "--serve", str(days), str(public_rps)])
 
 
 def backfill(folder: Path, *args: str) -> tuple[float, float, str]:

@@ -74,7 +74,7 @@ from trader.coinbase.rest import Pacer, PublicRest
 from trader.execution.live import LiveExecution
 from trader.registry import client_order_id
 from trader.simulator import wire
-from trader.simulator.run import bundled_sources
+from trader.simulator.run import bundled_sources, spawn
 from trader.strategy import load_strategies
 from trader.types import OrderIntent, OrderKind, OrderType, Side, TimeInForce
 
@@ -116,15 +116,8 @@ def start_simulator(workdir: Path, products: list[str]) -> tuple[subprocess.Pope
     """`trader sim` with the order side open to a fresh key, each product on a bundled day."""
     files = list(bundled_sources().values())
     data = [arg for i, p in enumerate(products) for arg in ("--data", f"{p}={files[i % 3]}")]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trader", "sim", "--key-file", str(workdir / "key.json"),
-         "--balance", "USD=100000000", *data],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://"):
-        proc.kill()
-        raise SystemExit(f"simulator did not start: {url!r}")
-    return proc, url
+    return spawn([sys.executable, "-m", "trader", "sim", "--key-file", str(workdir / "key.json"),
+                  "--balance", "USD=100000000", *data])
 
 
 def config_text(workdir: Path, url: str, products: list[str]) -> str:

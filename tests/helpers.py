@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from trader.simulator.run import aimed_at
+from trader.simulator.run import aimed_at, spawn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,13 +120,7 @@ def shipped_config(sim_url: str) -> str:
 
 def start_simulator(*args: str) -> tuple[subprocess.Popen, str]:
     """`trader sim` in a subprocess; returns it and its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "trader", "sim", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http://"):
-        proc.kill()
-        raise AssertionError(f"simulator did not start: {url!r}")
-    return proc, url
+    return spawn([sys.executable, "-m", "trader", "sim", *args])
 
 
 def start_daemon(workdir: Path, sim_url: str, config_text: str | None = None,

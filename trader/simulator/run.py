@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -58,6 +59,17 @@ async def serve(simulator: Simulator, host: str, port: int) -> None:
         await asyncio.Event().wait()
     finally:
         await simulator.close()
+
+
+def spawn(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start a process that `serve`s (e.g. `trader sim`); returns it and its base URL."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise RuntimeError(f"simulator did not start: {url!r}")
+    return proc, url
 
 
 class TiledCandles:
