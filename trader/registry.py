@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from trader.types import (
@@ -77,12 +78,14 @@ class _Holding:
     take_profit_price: Decimal | None
     peak_price: Decimal
     size: Decimal = ZERO
-    cost: Decimal = ZERO
+    # exact rationals: a partial sell removes cost * sold / held, which a Decimal would round
+    # differently depending on the order the fills came in
+    cost: Fraction = Fraction(0)
     bought: Decimal = ZERO
     bought_value: Decimal = ZERO
     sold: Decimal = ZERO
     sold_value: Decimal = ZERO
-    realized: Decimal = ZERO
+    realized: Fraction = Fraction(0)
     fees: Decimal = ZERO
     updated_ns: int = 0
 
@@ -283,7 +286,7 @@ class Registry:
                 intent.take_profit_price if intent else None, fill.price)
         held.size += fill.size
         held.bought += fill.size
-        held.cost += fill.price * fill.size
+        held.cost += Fraction(fill.price * fill.size)
         held.bought_value += fill.price * fill.size
         held.fees += fill.fee
         held.peak_price = max(held.peak_price, fill.price)
@@ -295,8 +298,9 @@ class Registry:
         size = min(fill.size, held.size)
         if size < fill.size:
             book.oversells += 1
-        removed = held.cost if size == held.size else held.cost * size / held.size
-        held.realized += fill.price * size - removed
+        removed = (held.cost if size == held.size
+                   else held.cost * Fraction(size) / Fraction(held.size))
+        held.realized += Fraction(fill.price * size) - removed
         held.sold += size
         held.sold_value += fill.price * size
         held.size -= size
@@ -339,10 +343,11 @@ class Registry:
 
     def _view(self, product_id: str, held: _Holding) -> Position:
         mark = self._marks.get(product_id)
-        unrealized = ZERO if mark is None else mark * held.size - held.cost
+        cost = _decimal(held.cost)
+        unrealized = ZERO if mark is None else mark * held.size - cost
         return Position(
-            product_id, held.strategy, held.size, held.cost, held.cost / held.size,
-            held.realized, held.fees, unrealized, mark, held.peak_price, held.stop_price,
+            product_id, held.strategy, held.size, cost, _decimal(held.cost / Fraction(held.size)),
+            _decimal(held.realized), held.fees, unrealized, mark, held.peak_price, held.stop_price,
             held.take_profit_price, held.opened_ns, held.updated_ns)
 
     def closed_trades(self) -> list[ClosedTrade]:
@@ -351,17 +356,19 @@ class Registry:
     def pnl(self, strategy: str | None = None) -> PnL:
         """PnL of one strategy, or of everything (None). Fees of sells with nothing held
         count under strategy "" (and in the total)."""
-        realized = unrealized = fees = ZERO
+        # summed exactly: a Decimal sum would round differently with the products' order
+        realized = unrealized = fees = Fraction(0)
         for trade in self.closed_trades():
             if strategy is None or trade.strategy == strategy:
-                realized, fees = realized + trade.realized_pnl, fees + trade.fees
+                realized += Fraction(trade.realized_pnl)
+                fees += Fraction(trade.fees)
         for position in self.positions(strategy).values():
-            realized += position.realized_pnl
-            unrealized += position.unrealized_pnl
-            fees += position.fees
+            realized += Fraction(position.realized_pnl)
+            unrealized += Fraction(position.unrealized_pnl)
+            fees += Fraction(position.fees)
         if strategy in (None, ""):
-            fees += sum((b.orphan_fees for b in self._books.values()), ZERO)
-        return PnL(realized, unrealized, fees)
+            fees += sum((Fraction(b.orphan_fees) for b in self._books.values()), Fraction(0))
+        return PnL(_decimal(realized), _decimal(unrealized), _decimal(fees))
 
     # ---- what risk reads -------------------------------------------------------------------
 
@@ -375,7 +382,7 @@ class Registry:
         total = ZERO
         for product_id, held in self._holdings():
             mark = self._marks.get(product_id)
-            total += held.cost if mark is None else mark * held.size
+            total += _decimal(held.cost) if mark is None else mark * held.size
         for order in self.open_orders():
             if order.kind is OrderKind.ENTRY:
                 total += self._unfilled_notional(order)
@@ -406,5 +413,10 @@ class Registry:
 def _closed(product_id: str, held: _Holding) -> ClosedTrade:
     return ClosedTrade(
         product_id, held.strategy, held.bought, held.bought_value / held.bought,
-        held.sold_value / held.sold, held.realized, held.fees, held.realized - held.fees,
-        held.opened_ns, held.updated_ns)
+        held.sold_value / held.sold, _decimal(held.realized), held.fees,
+        _decimal(held.realized) - held.fees, held.opened_ns, held.updated_ns)
+
+
+def _decimal(value: Fraction) -> Decimal:
+    """An exact rational as a Decimal: the same value always rounds the same way."""
+    return Decimal(value.numerator) / Decimal(value.denominator)
