@@ -29,7 +29,7 @@ import orjson
 
 from trader.coinbase.feed import MarketFeed
 from trader.engine import Engine
-from trader.market import Market
+from trader.market.candles import Market
 from trader.simulator import wire
 from trader.simulator.run import bundled_sources
 from trader.store.history import read_candle_file

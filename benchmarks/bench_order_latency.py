@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python benchmarks/bench_order_latency.py [--bars 600] [--products 50]
 
-Everything real, in one process on uvloop: the daemon's own wiring (`trader.app.Daemon` in live
-mode, built from a config file, never `run()`), fed frame bytes in the Coinbase wire format
+Everything real, in one process on uvloop: the daemon's own wiring (`trader.daemon.app.Daemon`
+in live mode, built from a config file, never `run()`), fed frame bytes in the Coinbase wire format
 through `MarketFeed.on_raw_frame`, the method the websocket reader calls for every frame:
 parse -> Engine -> Market (held trades folded, the minute closed for 50 products, windows
 pushed) -> Selector (top 50 by quote volume over 60 bars) -> StrategyRunner with a benchmark
@@ -67,15 +67,16 @@ import uvloop
 from aiohttp.http_writer import StreamWriter
 
 from trader import config as cfg
-from trader import indicators, kernels
-from trader.app import Daemon
+from trader import kernels
 from trader.coinbase import auth
 from trader.coinbase.rest import Pacer, PublicRest
+from trader.daemon.app import Daemon
 from trader.execution.live import LiveExecution
-from trader.registry import client_order_id
+from trader.signals import indicators
 from trader.simulator import wire
 from trader.simulator.run import bundled_sources, spawn
 from trader.strategy import load_strategies
+from trader.trading.registry import client_order_id
 from trader.types import OrderIntent, OrderKind, OrderType, Side, TimeInForce
 
 MINUTE_NS = 60 * 10**9

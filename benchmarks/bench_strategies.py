@@ -22,8 +22,8 @@ import talib
 
 from trader.config import StrategyConfig
 from trader.kernels import ring
+from trader.signals.runner import StrategyRunner
 from trader.strategy import LoadedStrategy, load_strategies
-from trader.strategy_runner import StrategyRunner
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

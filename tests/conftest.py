@@ -21,7 +21,8 @@ if os.environ.get("CI"):
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the kernels once, so daemons started by tests load them from the cache."""
-    from trader import indicators, kernels
+    from trader import kernels
+    from trader.signals import indicators
 
     kernels.warmup()
     indicators.warmup()

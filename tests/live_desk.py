@@ -24,10 +24,10 @@ from trader.clock import ManualClock
 from trader.coinbase.auth import Credentials
 from trader.config import CoinbaseConfig, ExecutionConfig, RiskConfig
 from trader.execution.live import LiveExecution
-from trader.registry import Registry, client_order_id
-from trader.risk import RiskManager
 from trader.simulator.order_faults import OrderFaults
-from trader.trading import Trading
+from trader.trading.orders import Trading
+from trader.trading.registry import Registry, client_order_id
+from trader.trading.risk import RiskManager
 from trader.types import (
     Action,
     Fill,

@@ -13,13 +13,10 @@ LAYERS = {
     0: {"trader.types", "trader.money", "trader.clock", "trader.errors", "trader.ports",
         "trader.config", "trader.log", "trader.backoff", "trader.durable"},
     1: {"trader.kernels"},
-    2: {"trader.market", "trader.indicators", "trader.selector", "trader.strategy",
-        "trader.registry", "trader.risk", "trader.engine", "trader.signals",
-        "trader.strategy_runner", "trader.trading"},
-    3: {"trader.coinbase", "trader.execution", "trader.store", "trader.reload", "trader.status",
-        "trader.systemd", "trader.simulator"},
-    4: {"trader.cli", "trader.__main__", "trader.app", "trader.backtest", "trader.statusview",
-        "trader.demo"},
+    2: {"trader.engine", "trader.market", "trader.signals", "trader.trading", "trader.strategy"},
+    3: {"trader.coinbase", "trader.execution", "trader.store", "trader.research",
+        "trader.simulator"},
+    4: {"trader.cli", "trader.__main__", "trader.daemon"},
 }
 # Third-party packages each layer may use; None: any.
 # llvmlite is numba's own code generator (explicit FMA intrinsics).
@@ -102,16 +99,16 @@ def test_strategies_import_only_the_strategy_api():
 
 
 def test_the_check_catches_an_upward_import_and_a_forbidden_package():
-    assert violations("from trader.app import Daemon", "trader.config") == [
-        "trader.config (L0) imports trader.app (L4)"]
-    assert violations("from trader import app", "trader.types") == [
-        "trader.types (L0) imports trader.app (L4)"]
-    assert violations("from ..status import render_metrics", "trader.kernels.ring") == [
-        "trader.kernels.ring (L1) imports trader.status (L3)"]
+    assert violations("from trader.daemon.app import Daemon", "trader.config") == [
+        "trader.config (L0) imports trader.daemon.app (L4)"]
+    assert violations("from trader import daemon", "trader.types") == [
+        "trader.types (L0) imports trader.daemon (L4)"]
+    assert violations("from ..daemon.status import render_metrics", "trader.kernels.ring") == [
+        "trader.kernels.ring (L1) imports trader.daemon.status (L4)"]
     assert violations("import orjson", "trader.config") == [
         "trader.config (L0) imports third-party orjson"]
-    assert violations("import asyncio", "trader.market") == [
-        "trader.market (L2, sync, no I/O) imports asyncio"]
+    assert violations("import asyncio", "trader.market.candles") == [
+        "trader.market.candles (L2, sync, no I/O) imports asyncio"]
     assert violations("import numpy\nfrom trader.config import parse", "trader.kernels.ring") == []
 
 
@@ -126,7 +123,7 @@ def test_a_module_missing_from_the_layer_map_is_an_error():
 
 def test_the_rest_client_and_the_backfill_command_load_no_numba():
     """Only the feed's fast path needs the frame scanner: `trader backfill` stays light."""
-    check = ("import sys, trader.coinbase.rest, trader.store.backfill; "
+    check = ("import sys, trader.coinbase.rest, trader.store.backfill.run; "
              "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                           cwd=REPO, timeout=60, check=True)

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from trader import __version__
 from trader import config as cfg
-from trader.reload import read_config
+from trader.daemon.reload import read_config
 from trader.simulator.private_cli import add_private_options
 
 if TYPE_CHECKING:
-    from trader.store.backfill import BackfillJob
+    from trader.store.backfill.run import BackfillJob
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -118,7 +118,7 @@ def _add_backfill(commands: argparse._SubParsersAction) -> None:
 
 
 def _time_arg(text: str) -> int:
-    from trader.store.backfill import parse_time_s
+    from trader.store.backfill.run import parse_time_s
 
     try:
         return parse_time_s(text)
@@ -139,7 +139,7 @@ def _positive_float(text: str) -> float:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from trader.store.backfill import run
+    from trader.store.backfill.run import run
 
     config = _backfill_config(args.config)
     if config is None:
@@ -167,7 +167,7 @@ def _backfill_config(path: Path | None) -> cfg.Config | None:
 def _backfill_job(args: argparse.Namespace, config: cfg.Config) -> BackfillJob | str:
     """A BackfillJob, or what is wrong with the arguments."""
     from trader.coinbase.rest import GRANULARITY_NAMES
-    from trader.store.backfill import BackfillJob
+    from trader.store.backfill.run import BackfillJob
 
     try:
         interval_s = cfg.interval_seconds(args.interval)
@@ -201,14 +201,14 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from trader.app import run_daemon
+    from trader.daemon.app import run_daemon
 
     return run_daemon(args.config, dict(os.environ))
 
 
 def _status(args: argparse.Namespace) -> int:
-    from trader.app import status_socket_path
-    from trader.statusview import show_status
+    from trader.daemon.app import status_socket_path
+    from trader.daemon.statusview import show_status
 
     socket = args.socket
     if socket is None:
@@ -244,7 +244,7 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from trader.demo import run_demo
+    from trader.daemon.demo import run_demo
 
     return run_demo(args.duration)
 

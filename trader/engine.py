@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trader.kernels import ring
-from trader.market import Market
-from trader.selector import Selector
-from trader.signals import SignalBook
-from trader.strategy_runner import StrategyRunner
-from trader.trading import Trading
+from trader.market.candles import Market
+from trader.market.selector import Selector
+from trader.signals.book import SignalBook
+from trader.signals.runner import StrategyRunner
+from trader.trading.orders import Trading
 from trader.types import Heartbeat, Quote, Signal
 
 STALE_BAR_S = 120  # a bar repaired this long after it closed is not traded on

@@ -65,7 +65,7 @@ class Execution(Protocol):
 
 
 class OrderEvents(Protocol):
-    """What an execution reports to: the trading core (see `trader.trading`)."""
+    """What an execution reports to: the trading core (see `trader.trading.orders`)."""
 
     def on_update(self, update: OrderUpdate) -> None: ...
 

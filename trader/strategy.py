@@ -46,7 +46,8 @@ from numba.experimental.function_type import _get_wrapper_address
 from numba.extending import typeof_impl
 
 from trader.config import StrategyConfig, interval_seconds
-from trader.indicators import (
+from trader.kernels.ring import CLOSE, HIGH, LOW, OPEN, TIME, VOLUME
+from trader.signals.indicators import (
     Indicator,
     adx,
     atr,
@@ -60,7 +61,6 @@ from trader.indicators import (
     volatility,
     vwap,
 )
-from trader.kernels.ring import CLOSE, HIGH, LOW, OPEN, TIME, VOLUME
 from trader.types import Action
 
 __all__ = [  # what strategies use

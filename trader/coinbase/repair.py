@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from trader.coinbase.rest import Pacer, PublicRest, RestError
-from trader.market import Market, RepairSpan
+from trader.market.candles import Market, RepairSpan
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from trader.kernels import ring
-from trader.market import Market
-from trader.trading import Trading
+from trader.market.candles import Market
+from trader.trading.orders import Trading
 from trader.types import Fill, Order, Signal
 
 WriteMany = Callable[[str, Iterable[tuple]], None]
