@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import eventually
-from tests.test_simulator_orders import KEY_NAME, Api, FakeClock, Rig, pem, started
+from tests.simulator.test_orders import KEY_NAME, Api, FakeClock, Rig, pem, started
 from trader.clock import ManualClock
 from trader.coinbase.auth import Credentials
 from trader.config import CoinbaseConfig, ExecutionConfig, RiskConfig

@@ -10,7 +10,7 @@ import random
 import numpy as np
 
 from tests.helpers import eventually
-from tests.test_simulator import PRODUCTS, START_S, load
+from tests.simulator.test_simulator import PRODUCTS, START_S, load
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.repair import CandleRepairer
 from trader.engine import Engine

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.coinbase.test_messages import FUZZ
 from tests.recordings import advanced_trade_frames
-from tests.test_messages import FUZZ
 from trader.coinbase import fast_frames, messages
 from trader.coinbase.messages import Frame, parse_frame
 from trader.errors import FrameError

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tests.coinbase.test_auth import NAME, ORDERS, ec_pem, verifier_for
 from tests.helpers import eventually
-from tests.test_auth import NAME, ORDERS, ec_pem, verifier_for
 from trader.coinbase.auth import TOKEN_MAX_AGE_S, Credentials, PremintedTokens
 
 URL = "http://127.0.0.1:8123" + ORDERS

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.helpers import eventually
-from tests.test_simulator import START_S, load, started
+from tests.simulator.test_simulator import START_S, load, started
 from trader.coinbase.rest import Pacer, PublicRest, RestError
 from trader.coinbase.rest_bodies import concat_candles, parse_candles, parse_products
 from trader.errors import FrameError

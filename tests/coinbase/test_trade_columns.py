@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.coinbase.test_messages import FUZZ, TRADES, trade_dicts
 from tests.recordings import advanced_trade_frames
-from tests.test_messages import FUZZ, TRADES, trade_dicts
 from trader.coinbase import messages
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.messages import TradeColumns, parse_frame

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.daemon.test_daemon_trading import _set, flip_config
 from tests.helpers import DaemonProcess, http_get, start_daemon, start_simulator, wait_for
-from tests.test_daemon_trading import _set, flip_config
 from trader.daemon.app import JOURNAL_NAME
 from trader.execution.journal import read_journal
 from trader.trading.registry import client_order_id

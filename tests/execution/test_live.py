@@ -25,7 +25,7 @@ from tests.live_desk import (
     intent,
     live_rig,
 )
-from tests.test_simulator_orders import pem
+from tests.simulator.test_orders import pem
 from trader.clock import NS_PER_S
 from trader.coinbase.user_feed import UserFeed
 from trader.execution.journal import Journal, read_journal

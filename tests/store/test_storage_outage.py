@@ -13,10 +13,10 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
+from tests.coinbase.test_feed_candles import expected_minutes
 from tests.helpers import eventually
 from tests.pg import PostgresServer
-from tests.test_feed_candles import expected_minutes
-from tests.test_simulator import PRODUCTS, START_S, load
+from tests.simulator.test_simulator import PRODUCTS, START_S, load
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.repair import CandleRepairer
 from trader.config import StorageConfig
