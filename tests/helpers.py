@@ -20,6 +20,7 @@ import orjson
 from trader.simulator.run import aimed_at, spawn
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"  # real files with open licences, see tests/data/README.md
 
 
 def wait_for(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.02) -> Any:

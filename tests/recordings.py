@@ -1,4 +1,4 @@
-"""Loading the real captured Coinbase traffic in ../shared (read-only, never copied)."""
+"""Loading the real captured Coinbase traffic and the protocol samples in tests/data."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import gzip
 import json
 from dataclasses import dataclass
 
-from tests.helpers import REPO
+from tests.helpers import DATA
 
-SHARED = REPO.parent / "shared"
-RECORDINGS = SHARED / "data" / "recordings"
-ADVANCED_TRADE = RECORDINGS / "cryptofeed_COINBASE_advanced_trade_2026-08-09.jsonl.gz"
-NAUTILUS = RECORDINGS / "nautilus_coinbase_test_data"
-SAMPLES = SHARED / "coinbase" / "samples"
+ADVANCED_TRADE = DATA / "recordings" / "cryptofeed_COINBASE_advanced_trade_2026-08-09.jsonl.gz"
+SAMPLES = DATA / "coinbase_samples"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +47,5 @@ def advanced_trade_sent() -> tuple[bytes, ...]:
 
 
 def ws_samples() -> dict[str, bytes]:
-    """The websocket message samples (shared/coinbase/samples) and nautilus ws fixtures."""
-    paths = sorted(SAMPLES.glob("ws_*.json")) + sorted(NAUTILUS.glob("ws_*.json"))
-    return {f"{p.parent.name}/{p.name}": p.read_bytes() for p in paths}
+    """The websocket message samples, by file name."""
+    return {p.name: p.read_bytes() for p in sorted(SAMPLES.glob("ws_*.json"))}

@@ -172,34 +172,26 @@ def test_ignored_channels_keep_their_envelope(replayed):
 
 # ---- samples and fixtures --------------------------------------------------------------------
 
-SAMPLE_EXPECTED = {  # file -> (channel, ignored, number of values)
-    "samples/ws_candles_snapshot.json": ("candles", True, 0),
-    "samples/ws_candles_update.json": ("candles", True, 0),
-    "samples/ws_error_authentication_failure.json": ("error", False, 1),
-    "samples/ws_futures_balance_summary.json": ("futures_balance_summary", True, 0),
-    "samples/ws_heartbeats.json": ("heartbeats", False, 1),
-    "samples/ws_level2_snapshot.json": ("l2_data", True, 0),
-    "samples/ws_level2_update.json": ("l2_data", True, 0),
-    "samples/ws_market_trades_snapshot.json": ("market_trades", False, 5),
-    "samples/ws_market_trades_update.json": ("market_trades", False, 4),
-    "samples/ws_status.json": ("status", True, 0),
-    "samples/ws_subscriptions.json": ("subscriptions", False, 1),
-    "samples/ws_ticker_batch.json": ("ticker_batch", False, 1),
-    "samples/ws_ticker_snapshot.json": ("ticker", False, 1),
-    "samples/ws_ticker_update.json": ("ticker", False, 1),
-    "samples/ws_user_snapshot.json": ("user", True, 0),
-    "samples/ws_user_update.json": ("user", True, 0),
-    "nautilus_coinbase_test_data/ws_candles.json": ("candles", True, 0),
-    "nautilus_coinbase_test_data/ws_heartbeats.json": ("heartbeats", False, 1),
-    "nautilus_coinbase_test_data/ws_l2_data_snapshot.json": ("l2_data", True, 0),
-    "nautilus_coinbase_test_data/ws_l2_data_update.json": ("l2_data", True, 0),
-    "nautilus_coinbase_test_data/ws_market_trades.json": ("market_trades", False, 2),
-    "nautilus_coinbase_test_data/ws_subscriptions.json": ("subscriptions", False, 1),
-    "nautilus_coinbase_test_data/ws_ticker.json": ("ticker", False, 1),
-    "nautilus_coinbase_test_data/ws_user.json": ("user", True, 0),
+SAMPLE_EXPECTED = {  # file in tests/data/coinbase_samples -> (channel, ignored, values)
+    "ws_candles_snapshot.json": ("candles", True, 0),
+    "ws_candles_update.json": ("candles", True, 0),
+    "ws_error_authentication_failure.json": ("error", False, 1),
+    "ws_futures_balance_summary.json": ("futures_balance_summary", True, 0),
+    "ws_heartbeats.json": ("heartbeats", False, 1),
+    "ws_level2_snapshot.json": ("l2_data", True, 0),
+    "ws_level2_update.json": ("l2_data", True, 0),
+    "ws_market_trades_snapshot.json": ("market_trades", False, 5),
+    "ws_market_trades_update.json": ("market_trades", False, 4),
+    "ws_status.json": ("status", True, 0),
+    "ws_subscriptions.json": ("subscriptions", False, 1),
+    "ws_ticker_batch.json": ("ticker_batch", False, 1),
+    "ws_ticker_snapshot.json": ("ticker", False, 1),
+    "ws_ticker_update.json": ("ticker", False, 1),
+    "ws_user_snapshot.json": ("user", True, 0),
+    "ws_user_update.json": ("user", True, 0),
 }
-NOT_SERVER_FRAMES = {"samples/ws_session_trace.json", "samples/ws_subscribe_requests.json",
-                     "samples/ws_subscribe_sent_by_cryptofeed.json"}
+NOT_SERVER_FRAMES = {"ws_session_trace.json", "ws_subscribe_requests.json",
+                     "ws_subscribe_sent_by_cryptofeed.json"}
 
 
 def test_every_ws_sample_is_classified():
@@ -214,18 +206,29 @@ def test_ws_samples_parse(name):
 
 def test_sample_exact_values():
     samples = ws_samples()
-    assert parse_frame(samples["samples/ws_error_authentication_failure.json"]) == Frame(
+    assert parse_frame(samples["ws_error_authentication_failure.json"]) == Frame(
         "error", None, None, "", (ServerError("authentication failure"),))
-    batch = parse_frame(samples["samples/ws_ticker_batch.json"]).values[0]
+    batch = parse_frame(samples["ws_ticker_batch.json"]).values[0]
     assert (batch.best_bid, batch.best_ask, batch.best_bid_size, batch.best_ask_size) == (
         None, None, None, None)
     assert (batch.price, batch.time_ns) == (65083.67, 1786309553_229198328)
-    nautilus = parse_frame(samples["nautilus_coinbase_test_data/ws_market_trades.json"])
-    assert nautilus.values == (
-        Trade("BTC-USD", 995098700, 68900.5, 0.0015, Side.SELL, 1775572202_789012000),
-        Trade("BTC-USD", 995098701, 68900.0, 0.05, Side.BUY, 1775572202_800000000))
-    beat = parse_frame(samples["nautilus_coinbase_test_data/ws_heartbeats.json"]).values
-    assert beat == (Heartbeat(1775572210_000000000, 42),)
+
+
+def test_other_spellings_of_the_same_fields():
+    """Zero-padded decimals, six fraction digits, a "+00:00" heartbeat time (other writers)."""
+    envelope = {"client_id": "", "timestamp": "2026-08-09T21:05:54.379555Z", "sequence_num": 7}
+    trades = parse_frame(orjson.dumps({**envelope, "channel": "market_trades", "events": [
+        {"type": "update", "trades": [
+            {"trade_id": "1068572101", "product_id": "BTC-USD", "price": "65083.60",
+             "size": "0.00150000", "side": "BUY", "time": "2026-08-09T21:05:54.257824Z"},
+            {"trade_id": "1068572100", "product_id": "BTC-USD", "price": "65083.00",
+             "size": "0.05000000", "side": "SELL", "time": "2026-08-09T21:05:54.200000Z"}]}]}))
+    assert trades.values == (
+        Trade("BTC-USD", 1068572101, 65083.6, 0.0015, Side.SELL, 1786309554_257824000),
+        Trade("BTC-USD", 1068572100, 65083.0, 0.05, Side.BUY, 1786309554_200000000))
+    beat = parse_frame(orjson.dumps({**envelope, "channel": "heartbeats", "events": [
+        {"current_time": "2026-08-09 21:05:55.000000000+00:00", "heartbeat_counter": 41698}]}))
+    assert beat.values == (Heartbeat(1786309555_000000000, 41698),)
     # should heartbeats move to RFC3339 text, they still read
     assert parse_go_time_ns("2026-04-07T14:30:10.5Z") == 1775572210_500000000
 
@@ -401,7 +404,7 @@ def small_real_frames() -> list[bytes]:
         if len(r.data) < 4000 and seen[channel] < 3:
             seen[channel] += 1
             frames.append(r.data)
-    return [*frames, ws_samples()["samples/ws_error_authentication_failure.json"]]
+    return [*frames, ws_samples()["ws_error_authentication_failure.json"]]
 
 
 def paths(node: object, prefix: tuple = ()) -> list[tuple]:
@@ -528,5 +531,5 @@ def test_second_cache_is_bounded_and_stays_exact():
 
 
 def test_parse_ticker_on_a_decoded_frame():
-    raw = ws_samples()["samples/ws_ticker_update.json"]
+    raw = ws_samples()["ws_ticker_update.json"]
     assert parse_ticker(orjson.loads(raw)) == list(parse_frame(raw).values)

@@ -19,7 +19,7 @@ from trader.coinbase.rest import Pacer, PublicRest, RestError
 from trader.coinbase.rest_bodies import concat_candles, parse_candles, parse_products
 from trader.errors import FrameError
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "coinbase" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "coinbase_samples"
 
 
 def sample(name: str):

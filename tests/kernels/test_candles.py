@@ -16,7 +16,7 @@ from trader.kernels import candles as ck
 from trader.kernels import ring
 from trader.kernels.candles import CLOSE, FIELDS, MINUTE_NS, OPEN, TIME, VOLUME
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 NAN = float("nan")
 
 Trade = tuple[int, int, float, float]  # slot, time_ns, price, size

@@ -24,8 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from trader.kernels import indicators as ind
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-MAX_ROWS = 300_000  # caps the large Binance files; every 1m file is still used
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+MAX_ROWS = 300_000  # a cap for larger files; every bar of the Coinbase 1m files is used
 FILES = sorted(DATA_DIR.glob("*_1m.csv.gz")) or [DATA_DIR / "no *_1m.csv.gz files found"]
 RTOL = 1e-9
 

@@ -13,7 +13,7 @@ from trader.market.candles import Market
 from trader.market.selector import Selector
 from trader.store.history import read_candle_file
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 FILES = {"BTC-USD": "coinbase_BTC-USD_1m.csv.gz", "ETH-USD": "coinbase_ETH-USD_1m.csv.gz",
          "LTC-USD": "coinbase_LTC-USD_1m.csv.gz", "BTC-EUR": "coinbase_BTC-EUR_1m.csv.gz"}
 START_S = 1522886400 + 6 * 3600  # 2018-04-05 06:00 UTC

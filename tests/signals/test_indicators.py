@@ -13,7 +13,7 @@ from trader.kernels import indicators as k
 from trader.kernels import ring
 from trader.signals import indicators as ti
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 FILES = ("coinbase_BTC-USD_1m.csv.gz", "coinbase_ETH-USD_1m.csv.gz", "coinbase_LTC-USD_1m.csv.gz",
          "coinbase_BTC-EUR_1m.csv.gz")
 BARS = 1200

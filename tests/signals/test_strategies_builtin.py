@@ -24,7 +24,7 @@ from trader.strategy import load_strategies
 from trader.types import Action
 
 REPO = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO.parent / "shared" / "data"
+DATA_DIR = REPO / "tests" / "data"
 FILES = {"BTC-USD": "coinbase_BTC-USD_1m.csv.gz", "ETH-USD": "coinbase_ETH-USD_1m.csv.gz",
          "LTC-USD": "coinbase_LTC-USD_1m.csv.gz"}
 BARS = 3800

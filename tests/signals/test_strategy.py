@@ -28,7 +28,7 @@ from trader.strategy import (
 )
 from trader.types import Action, Signal
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coinbase_ETH-USD_1m.csv.gz"
+DATA = Path(__file__).resolve().parents[1] / "data" / "coinbase_ETH-USD_1m.csv.gz"
 
 # A minimal strategy: enter when the close is above its SMA, exit when below (every bar).
 MINIMAL = '''\

@@ -34,7 +34,7 @@ from trader.simulator.run import aimed_at
 from trader.simulator.server import Simulator
 from trader.simulator.tape import tape_from_candles
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "coinbase" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "coinbase_samples"
 PREFIX = "/api/v3/brokerage"
 START_S = 1522886400
 KEY_NAME = "organizations/sim-test/apiKeys/0b8c6f2e"

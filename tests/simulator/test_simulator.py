@@ -18,7 +18,7 @@ from trader.simulator.server import Faults, Simulator
 from trader.simulator.tape import tape_from_candles
 from trader.store.history import read_candle_file
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 START_S = 1522886400  # 2018-04-05 00:00 UTC: all three files have this day
 PRODUCTS = ("BTC-USD", "ETH-USD", "LTC-USD")
 NO_FAULTS = Faults()
