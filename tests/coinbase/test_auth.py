@@ -145,7 +145,7 @@ def ed25519_secrets() -> list[str]:
     return [base64.b64encode(seed).decode(), base64.b64encode(seed + public).decode(), pkcs8]
 
 
-@pytest.mark.parametrize("secret", ed25519_secrets())
+@pytest.mark.parametrize("secret", ed25519_secrets(), ids=["seed", "seed-and-public", "pkcs8"])
 def test_an_ed25519_key_is_refused_clearly(tmp_path, secret):
     path = write_key(tmp_path / "key.json", {"name": NAME, "privateKey": secret})
     with pytest.raises(AuthError, match=r"Ed25519.*only ES256") as caught:
