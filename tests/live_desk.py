@@ -68,11 +68,13 @@ class Desk:
         self.quote(BID, ASK)
 
     def attach(self, execution: Any) -> None:
+        """The trading core built from `execution`, which reports to this desk."""
         self.execution = execution
         self.trading = Trading(self.registry, self.risk, execution, ExecutionConfig(),
-                               self.clock)
+                               self.quotes, self.clock)
         self.trading.set_products([BTC])
-        self.trading.quotes = self.quotes
+        self.products = self.trading.products
+        execution.bind(self)
 
     # ---- OrderEvents, and what live execution asks besides ---------------------------------
 
@@ -90,6 +92,9 @@ class Desk:
 
     def is_open_position(self, product_id: str) -> bool:
         return self.registry.position(product_id) is not None
+
+    def restore_intent(self, intent: OrderIntent) -> None:
+        self.registry.record_intent(intent)
 
     # ---- driving ---------------------------------------------------------------------------
 
@@ -153,10 +158,8 @@ class LiveRig(Rig):
                     creds: Credentials | None = None, wait_ready: bool = True,
                     **coinbase: Any) -> LiveExecution:
         """A live execution reporting to `desk`, running; ready unless told not to wait."""
-        live = LiveExecution(desk, self.journal, creds or credentials(),
-                             coinbase_config(self.url, **coinbase), section, desk.quotes,
-                             is_open_position=desk.is_open_position,
-                             restore_intent=desk.registry.record_intent)
+        live = LiveExecution(self.journal, creds or credentials(),
+                             coinbase_config(self.url, **coinbase), section, desk.quotes)
         desk.attach(live)
         self.tasks.append(asyncio.create_task(live.run(), name="live"))
         if wait_ready:

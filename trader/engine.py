@@ -1,6 +1,8 @@
 """The fixed order of operations on market events, synchronous and shared by live and backtest.
 
-The feed calls in here for every frame; nothing awaits between a frame and what it causes.
+Read `Engine.on_bar` first: it is everything that happens when a bar closes, in order. The
+feed calls `on_trade_columns`, `on_heartbeat`, `on_quote` and `on_gap` for every frame;
+nothing awaits between a frame and what it causes.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from trader.config import MarketConfig
 from trader.kernels import ring
-from trader.market.candles import Market
+from trader.market.candles import BarListener, Market
+from trader.market.quotes import QuoteBook
 from trader.market.selector import Selector
 from trader.signals.book import SignalBook
 from trader.signals.runner import StrategyRunner
@@ -17,32 +21,51 @@ from trader.trading.orders import Trading
 from trader.types import Heartbeat, Quote, Signal
 
 STALE_BAR_S = 120  # a bar repaired this long after it closed is not traded on
-TradeColumnsListener = Callable[[Sequence[str], Sequence[int], Sequence[float], Sequence[float]],
-                                None]
+TradeColumnsSink = Callable[[Sequence[str], Sequence[int], Sequence[float], Sequence[float]],
+                            None]
+BarSink = BarListener  # (interval_s, bar_time_s), called after trading has seen the bar
 
 
 class Engine:
-    """Routes feed events into the market and, on every bar close, the bar through the
-    strategies (selector first, so its ranking is current); asks for candle repairs."""
+    """Routes feed events into the market and runs every closed bar through the flow.
+
+    The market announces its closed bars to this engine alone (`Market.bind`); the engine
+    then calls each stage itself, so the order never depends on how the parts were built.
+    """
 
     name = "market"
-    config_sections = ("market",)
 
-    def __init__(self, market: Market, on_repair_needed: Callable[[], None] = lambda: None,
-                 selector: Selector | None = None, runner: StrategyRunner | None = None,
-                 book: SignalBook | None = None, trading: Trading | None = None) -> None:
+    def __init__(self, market: Market, *, quotes: QuoteBook | None = None,
+                 runner: StrategyRunner | None = None, book: SignalBook | None = None,
+                 selector: Selector | None = None, trading: Trading | None = None,
+                 bar_sinks: Sequence[BarSink] = (), trade_sinks: Sequence[TradeColumnsSink] = (),
+                 on_repair_needed: Callable[[], None] = lambda: None) -> None:
         self.market = market
-        self.trading = trading
-        self.trade_listeners: list[TradeColumnsListener] = []  # e.g. the paper account
-        self.on_repair_needed = on_repair_needed
-        self.quotes: dict[str, Quote] = {}
-        self.selector = selector
+        self.quotes = quotes or QuoteBook()
         self.runner = runner or StrategyRunner()
         self.book = book or SignalBook()
-        market.listeners.append(self.on_bar)  # after the selector's, which registered first
+        self.selector = selector
+        self.trading = trading
+        self.bar_sinks = tuple(bar_sinks)  # e.g. the store's candle and equity recorders
+        self.trade_sinks = tuple(trade_sinks)  # e.g. the paper account's fills
+        self.on_repair_needed = on_repair_needed
+        market.bind(self.on_bar)
+
+    # ---- the bar close ----------------------------------------------------------------------
 
     def on_bar(self, interval_s: int, bar_time_s: int) -> None:
-        """One bar closed for every product: indicators, then every strategy of the interval."""
+        """One bar closed for every product; what follows, in this order."""
+        if self.selector is not None:
+            self.selector.on_bar(interval_s, bar_time_s)  # 1. the top N on this very bar
+        signals = self._decide(interval_s, bar_time_s)  # 2. indicators, then strategies
+        self.book.record(signals)  # 3. the signal book (and its sinks: the signals table)
+        if self.trading is not None:
+            self._trade(interval_s, bar_time_s, signals)  # 4. exits, then entries
+        for sink in self.bar_sinks:
+            sink(interval_s, bar_time_s)  # 5. the bar sinks: candles and equity rows
+
+    def _decide(self, interval_s: int, bar_time_s: int) -> list[Signal]:
+        """Every strategy of the interval over the selector's top N and what is held."""
         market = self.market
         allowed = None
         if self.selector is not None:
@@ -51,11 +74,8 @@ class Engine:
                 for product_id in self.trading.registry.positions():
                     if product_id in market.slots:
                         allowed[market.slots[product_id]] = True
-        signals = self.runner.on_bar_close(interval_s, bar_time_s, market.windows[interval_s],
-                                           market.slots, allowed)
-        self.book.record(signals)
-        if self.trading is not None:
-            self._trade(interval_s, bar_time_s, signals)
+        return self.runner.on_bar_close(interval_s, bar_time_s, market.windows[interval_s],
+                                        market.slots, allowed)
 
     def _trade(self, interval_s: int, bar_time_s: int, signals: list[Signal]) -> None:
         """Exits first at the 1-minute closes, then the strategies' decisions; none on history.
@@ -64,6 +84,7 @@ class Engine:
         client order id of an order an earlier run placed on that very bar (Coinbase answers a
         repeat with that old order)."""
         trading = self.trading
+        assert trading is not None
         if self.market.is_history(bar_time_s, interval_s, STALE_BAR_S):
             trading.counters["history_bars_not_traded"] += 1
             return
@@ -85,8 +106,8 @@ class Engine:
                          prices: Sequence[float], sizes: Sequence[float]) -> None:
         """One frame's trades as columns, oldest first."""
         self.market.on_trade_columns(product_ids, times_ns, prices, sizes)
-        for listener in self.trade_listeners:
-            listener(product_ids, times_ns, prices, sizes)
+        for sink in self.trade_sinks:
+            sink(product_ids, times_ns, prices, sizes)
         if self.market.queue:
             self._check_repairs()
 
@@ -98,7 +119,7 @@ class Engine:
             self._check_repairs()
 
     def on_quote(self, quote: Quote) -> None:
-        self.quotes[quote.product_id] = quote
+        self.quotes.update(quote)
 
     def on_gap(self, from_ns: int, to_ns: int) -> None:
         self.market.mark_dirty(from_ns, to_ns)
@@ -110,19 +131,19 @@ class Engine:
 
     # ---- configuration and status -----------------------------------------------------------
 
-    def apply_section(self, name: str, section: Any) -> None:
-        if name == "market":
-            self.market.grace_ns = section.close_grace_ms * 1_000_000
-            _, removed = self.market.set_products(section.products)
-            for product_id in removed:
-                self.quotes.pop(product_id, None)
-                self.book.forget(product_id)
-            self._check_repairs()
+    def apply_market(self, section: MarketConfig) -> None:
+        """The hot keys of `[market]`: the close grace and the product list."""
+        self.market.grace_ns = section.close_grace_ms * 1_000_000
+        _, removed = self.market.set_products(section.products)
+        for product_id in removed:
+            self.quotes.forget(product_id)
+            self.book.forget(product_id)
+        self._check_repairs()
 
     def snapshot(self) -> dict[str, Any]:
         snapshot = self.market.snapshot()
         for product_id, figures in snapshot["products"].items():
-            quote = self.quotes.get(product_id)
+            quote = self.quotes.view.get(product_id)
             figures["bid"] = quote.best_bid if quote else None
             figures["ask"] = quote.best_ask if quote else None
         return snapshot

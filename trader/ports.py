@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-from trader.types import Fill, OrderIntent, OrderUpdate
+from trader.types import Fill, OrderIntent, OrderUpdate, Product
 
 
 @runtime_checkable
@@ -34,14 +35,9 @@ class Drains(Protocol):
 
 @runtime_checkable
 class Reconfigurable(Protocol):
-    """A component that takes the config sections it reads while running.
+    """A component that takes its own typed config section when a reload changed it."""
 
-    `config_sections` names them; `apply_section` receives only a section that changed.
-    """
-
-    config_sections: tuple[str, ...]
-
-    def apply_section(self, name: str, section: Any) -> None: ...
+    def apply(self, section: Any) -> None: ...
 
 
 @runtime_checkable
@@ -49,11 +45,14 @@ class Execution(Protocol):
     """Where order intents go: paper, shadow or live (DESIGN.md section 4).
 
     `submit` and `cancel` return at once and never raise on an exchange problem; what
-    happens is reported later through the `OrderEvents` the execution was built with.
+    happens is reported later to the `TradingEvents` it was bound to (`bind`, once: the
+    trading core is built from the execution, so each needs the other).
     `ready()` is False until the execution has reconciled with the exchange after a start.
     """
 
     name: str
+
+    def bind(self, events: TradingEvents) -> None: ...
 
     def submit(self, intent: OrderIntent) -> None: ...
 
@@ -72,3 +71,18 @@ class OrderEvents(Protocol):
     def on_fill(self, fill: Fill) -> None: ...
 
     def on_error(self, kind: str, detail: str) -> None: ...
+
+
+class TradingEvents(OrderEvents, Protocol):
+    """The trading core as an execution sees it: events, the order rules, and the positions.
+
+    `is_open_position(product_id)`: whether a position is held (live journal compaction keeps
+    the orders of held products); `restore_intent(intent)`: a journaled intent given back
+    after a restart; `products`: the order rules by product id (read-only, kept current).
+    """
+
+    products: Mapping[str, Product]
+
+    def is_open_position(self, product_id: str) -> bool: ...
+
+    def restore_intent(self, intent: OrderIntent) -> None: ...

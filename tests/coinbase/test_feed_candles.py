@@ -46,7 +46,6 @@ class Recorder:
         self.market = market
         self.rows: dict[str, list[np.ndarray]] = {p: [] for p in market.slots}
         self.minutes: list[int] = []
-        market.listeners.append(self.on_bar)
 
     def on_bar(self, interval_s: int, bar_time_s: int) -> None:
         if interval_s != 60:
@@ -66,7 +65,7 @@ async def run_replay(faults: Faults, speed: float, hours: float, stale_after_s: 
     market = Market(PRODUCTS, [60, 300, 3600], capacity=2000, grace_ms=1500, warmup_bars=0)
     recorder = Recorder(market)
     repairer = CandleRepairer(market, url, requests_per_s=15)
-    engine = Engine(market, repairer.wake)
+    engine = Engine(market, bar_sinks=[recorder.on_bar], on_repair_needed=repairer.wake)
     feed = MarketFeed(url.replace("http", "ws") + "/", PRODUCTS, engine, stale_after_s,
                       rng=random.Random(3), backoff_base_s=0.1, backoff_cap_s=0.5)
     tasks = [asyncio.create_task(feed.run()), asyncio.create_task(repairer.run())]

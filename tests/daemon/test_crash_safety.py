@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.daemon.test_daemon_trading import _set, flip_config
 from tests.helpers import DaemonProcess, http_get, start_daemon, start_simulator, wait_for
-from trader.daemon.app import JOURNAL_NAME
+from trader.daemon.parts import JOURNAL_NAME
 from trader.execution.journal import read_journal
 from trader.trading.registry import client_order_id
 

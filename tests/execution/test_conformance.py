@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import eventually
-from tests.live_desk import ASK, BID, BTC, PRODUCT, Desk, intent, live_rig
+from tests.live_desk import ASK, BID, PRODUCT, Desk, intent, live_rig
 from trader.coinbase import orders
 from trader.config import PaperConfig
 from trader.execution.paper import PaperExecution
@@ -42,7 +42,7 @@ async def venue(mode: str, tmp_path: Any) -> AsyncIterator[Venue]:
     desk = Desk()
     if mode != "live":
         kind = PaperExecution if mode == "paper" else ShadowExecution
-        desk.attach(kind(desk, PaperConfig(), {PRODUCT: BTC}, desk.quotes, desk.clock))
+        desk.attach(kind(PaperConfig(), desk.quotes, desk.clock))
         yield Venue(desk)
         return
     async with live_rig(tmp_path) as rig:
@@ -121,7 +121,7 @@ async def test_a_post_only_order_that_would_cross_is_rejected(place):
 async def test_shadow_logs_lives_exact_request_bodies_and_fills_like_paper(caplog):
     caplog.set_level(logging.INFO, logger="trader.execution.shadow")
     desk = Desk()
-    desk.attach(ShadowExecution(desk, PaperConfig(), {PRODUCT: BTC}, desk.quotes, desk.clock))
+    desk.attach(ShadowExecution(PaperConfig(), desk.quotes, desk.clock))
     desk.enter()
     await eventually(lambda: desk.registry.orders()
                      and desk.only_order().status is OrderStatus.OPEN, timeout_s=5)

@@ -344,7 +344,7 @@ def test_a_journaled_intent_reads_back_as_the_same_intent():
 
 def test_no_exit_leaves_before_reconciliation_has_made_the_execution_ready(tmp_path: Path):
     desk = Desk()
-    live = LiveExecution(desk, tmp_path / "orders.journal", credentials(),
+    live = LiveExecution(tmp_path / "orders.journal", credentials(),
                          coinbase_config("http://127.0.0.1:9"), FAST, desk.quotes)
     desk.attach(live)
     desk.registry.apply_fill(Fill("t1", "o1", "", PRODUCT, Side.BUY, Decimal("100"),

@@ -69,8 +69,7 @@ def test_a_config_change_reranks_at_once():
     selector = Selector(SelectorConfig(top_n=1, metric="quote_volume", window_bars=60), market)
     selector.refresh()
     by_volume = selector.top()
-    selector.apply_section("selector", SelectorConfig(top_n=1, metric="abs_return",
-                                                      window_bars=30))
+    selector.apply(SelectorConfig(top_n=1, metric="abs_return", window_bars=30))
     assert selector.top() != [] and selector.section.metric == "abs_return"
     assert len(selector.ranks) == 4 and by_volume == ["BTC-USD"]
 
@@ -78,6 +77,5 @@ def test_a_config_change_reranks_at_once():
 def test_ranking_refreshes_on_the_selectors_bar_close():
     market, _ = filled_market(90)
     selector = Selector(SelectorConfig(window_bars=60), market)
-    for listener in market.listeners:
-        listener(60, START_S)
+    selector.on_bar(60, START_S)
     assert selector.refreshed_s == START_S and selector.ranks

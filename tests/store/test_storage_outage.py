@@ -35,12 +35,10 @@ OUTAGE_S = 60.0
 class BarClock:
     """Wall time of every 1-minute close, and how long the writer's recorder took on it."""
 
-    def __init__(self, market: Market, recorder: CandleRecorder) -> None:
+    def __init__(self, recorder: CandleRecorder) -> None:
         self.closes: list[tuple[float, int]] = []
         self.record_s: list[float] = []
         self.recorder = recorder
-        market.listeners.remove(recorder.on_bar)
-        market.listeners.append(self.on_bar)
 
     def on_bar(self, interval_s: int, bar_time_s: int) -> None:
         started = time.perf_counter()
@@ -58,12 +56,12 @@ async def test_a_60_s_database_outage_loses_and_duplicates_no_candle(
     url = await simulator.start()
     market = Market(PRODUCTS, [60, 300], capacity=500, grace_ms=1500, warmup_bars=0)
     repairer = CandleRepairer(market, url, requests_per_s=15)
-    engine = Engine(market, repairer.wake)
     section = StorageConfig(dsn=database, batch_rows=100, flush_interval_ms=200,
                             max_buffer_rows=200)
     writer = Writer(database, section, tmp_path / "state", rng=random.Random(1),
                     backoff_cap_s=2.0)
-    clock = BarClock(market, CandleRecorder(market, writer.write_many))
+    clock = BarClock(CandleRecorder(market, writer.write_many))
+    engine = Engine(market, bar_sinks=[clock.on_bar], on_repair_needed=repairer.wake)
     feed = MarketFeed(url.replace("http", "ws") + "/", PRODUCTS, engine, 5.0)
     tasks = [asyncio.create_task(c.run()) for c in (feed, repairer, writer)]
     end_s = START_S + HOURS * 3600

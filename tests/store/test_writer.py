@@ -337,7 +337,7 @@ async def test_batch_and_buffer_limits_apply_while_running(database: str, tmp_pa
     writer = make_writer(database, tmp_path, batch_rows=1000, flush_interval_ms=600_000)
     async with running(writer):
         writer.write_many("candles", [candle("BTC-USD", m, 1.0) for m in range(10)])
-        writer.apply_section("storage", dataclasses.replace(writer.section, batch_rows=5))
+        writer.apply(dataclasses.replace(writer.section, batch_rows=5))
         await eventually(lambda: counters(writer)["rows_written_candles"] == 10, 10)
 
 

@@ -45,12 +45,12 @@ class Desk:
         self.registry = Registry()
         self.risk = RiskManager(risk or RiskConfig(), self.registry, self.clock)
         self.quotes: dict[str, Quote] = {}
-        self.paper = PaperExecution(self, paper or PaperConfig(), {"BTC-USD": BTC},
-                                    self.quotes, self.clock)
+        self.paper = PaperExecution(paper or PaperConfig(), self.quotes, self.clock)
         self.trading = Trading(self.registry, self.risk, self.paper,
-                               execution or ExecutionConfig(), self.clock)
+                               execution or ExecutionConfig(), self.quotes, self.clock)
         self.trading.set_products([BTC])
-        self.trading.quotes = self.quotes
+        self.products = self.trading.products
+        self.paper.bind(self)
         self.updates, self.fills = [], []
 
     def on_update(self, update) -> None:
@@ -63,6 +63,12 @@ class Desk:
 
     def on_error(self, kind, detail) -> None:
         self.trading.on_error(kind, detail)
+
+    def is_open_position(self, product_id: str) -> bool:
+        return self.trading.is_open_position(product_id)
+
+    def restore_intent(self, intent) -> None:
+        self.trading.restore_intent(intent)
 
     def quote(self, bid: float, ask: float) -> None:
         self.quotes["BTC-USD"] = Quote("BTC-USD", (bid + ask) / 2, bid, ask, 1.0, 1.0, 0.0, 0.0,
@@ -231,7 +237,7 @@ async def test_the_kill_switch_cancels_open_orders_and_halts_entries():
     desk.quote(50_000.00, 50_000.50)
     desk.signal(Action.ENTER_LONG)
     await settle()
-    desk.risk.kill("SIGUSR1")
+    desk.trading.kill("SIGUSR1")
     await settle()
     assert desk.risk.state is TradingState.HALTED
     assert desk.registry.open_orders() == []

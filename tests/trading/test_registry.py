@@ -153,8 +153,6 @@ def test_an_order_first_seen_in_an_update_is_kept_and_adopted_by_its_replayed_in
 
 def test_pnl_and_fees_are_exact_and_a_fill_from_two_sources_counts_once():
     registry = Registry()
-    closed: list[ClosedTrade] = []
-    registry.on_close.append(closed.append)
     entry = intent(stop="95", take_profit="110")
     registry.record_intent(entry)
     coid = entry.client_order_id
@@ -172,6 +170,7 @@ def test_pnl_and_fees_are_exact_and_a_fill_from_two_sources_counts_once():
     registry.apply_fill(fill("t3", Side.SELL, "1", "101.50", "0.61", 20))
     registry.apply_fill(fill("t3", Side.SELL, "1", "101.50", "0.61", 20))
     assert registry.position("BTC-USD") is None
+    closed: list[ClosedTrade] = registry.take_closed()
     assert len(closed) == 1
     trade = closed[0]
     assert (trade.realized_pnl, trade.fees, trade.pnl) == (D("1.300"), D("1.21"), D("0.090"))

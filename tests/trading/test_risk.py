@@ -128,7 +128,7 @@ def test_max_total_exposure(registry, clock):
 def test_new_limits_apply_at_once_on_reload(registry, clock):
     risk = make_risk(registry, clock)
     assert risk.check_entry("sma_cross", "BTC-USD", D(100)) is None
-    risk.apply_section("risk", section(max_order_usd=50.0))
+    risk.apply_config(section(max_order_usd=50.0))
     assert risk.check_entry("sma_cross", "BTC-USD", D(100)) == (
         "order notional 100.00 USD > max_order_usd 50.00")
 
@@ -161,15 +161,18 @@ def test_the_daily_loss_limit_halts_entries_until_the_next_utc_day(registry, clo
 
 def test_consecutive_losses_start_a_cooldown_that_expires(registry, clock):
     risk = make_risk(registry, clock, max_consecutive_losses=2, cooldown_s=600.0)
-    buy(registry, price="100")
-    sell(registry, price="99")  # loss 1
-    buy(registry, price="100")
-    sell(registry, price="101")  # a win resets the streak
-    buy(registry, price="100")
-    sell(registry, price="99")
+
+    def round_trip(exit_price: str) -> None:
+        buy(registry, price="100")
+        sell(registry, price=exit_price)
+        for trade in registry.take_closed():  # what the trading core does after a fill
+            risk.record_trade(trade)
+
+    round_trip("99")  # loss 1
+    round_trip("101")  # a win resets the streak
+    round_trip("99")
     assert risk.state is TradingState.ACTIVE
-    buy(registry, price="100")
-    sell(registry, price="99")  # the second loss in a row
+    round_trip("99")  # the second loss in a row
     assert risk.state is TradingState.REDUCING
     assert risk.check_entry("sma_cross", "ETH-USD", D(10)) == (
         "reducing: cooldown after 2 losing trades in a row, until 2024-03-01T12:10:00Z")
@@ -200,8 +203,8 @@ def test_the_circuit_breaker_trips_on_errors_in_the_window_and_resets(registry, 
 
 def test_the_config_kill_switch_halts_and_lifts_on_reload(registry, clock):
     changes: list[tuple[TradingState, str]] = []
-    risk = make_risk(registry, clock)
-    risk.listeners.append(lambda state, reason: changes.append((state, reason)))
+    risk = RiskManager(section(), registry, clock,
+                       listeners=[lambda state, reason: changes.append((state, reason))])
     risk.apply_config(section(kill_switch=True))
     assert risk.check_entry("sma_cross", "BTC-USD", D(10)) == (
         "halted: kill switch (risk.kill_switch)")

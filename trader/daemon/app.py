@@ -10,45 +10,21 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvloop
 
 from trader import __version__, kernels, log
 from trader import config as cfg
-from trader.coinbase.auth import CREDENTIAL_NAME, AuthError, load_credentials
-from trader.coinbase.catalog import ProductCatalog
-from trader.coinbase.feed import MarketFeed
-from trader.coinbase.repair import CandleRepairer
-from trader.coinbase.rest import Pacer
+from trader.coinbase.auth import AuthError
+from trader.daemon.parts import build_parts
 from trader.daemon.reload import ConfigWatcher, ReloadResult, read_config
 from trader.daemon.status import StatusServer, read_rss_bytes
 from trader.daemon.systemd import Notifier
-from trader.engine import Engine
 from trader.execution.live import LiveExecution
-from trader.execution.paper import PaperExecution
-from trader.execution.shadow import ShadowExecution
-from trader.market.candles import Market
-from trader.market.selector import Selector
-from trader.ports import Component, Drains, Reconfigurable
+from trader.ports import Component, Drains
 from trader.signals import indicators
-from trader.signals.book import SignalBook
-from trader.signals.runner import StrategyRunner
-from trader.store.recorder import (
-    CandleRecorder,
-    EquityRecorder,
-    OrderRecorder,
-    fill_row,
-    signal_row,
-)
 from trader.strategy import LoadedStrategy, load_strategies, reload_strategies
-from trader.trading.orders import Trading
-from trader.trading.registry import Registry
-from trader.trading.risk import RiskManager
-from trader.types import Mode, Quote
-
-if TYPE_CHECKING:
-    from trader.store.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +37,6 @@ SHUTDOWN_ORDER = ("feed", "market", "strategies", "trading", "paper", "shadow", 
                   "storage", "journal")
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG = 0, 1, 2
-JOURNAL_NAME = "orders.journal"
 
 
 def status_socket_path(config: cfg.Config) -> Path:
@@ -82,7 +57,7 @@ def configure_logging(section: cfg.LogConfig, environ: Mapping[str, str]) -> Non
 
 
 class Daemon:
-    """Owns the components, their tasks and the running config."""
+    """Owns the parts, their tasks and the running config."""
 
     def __init__(self, config_path: Path, config: cfg.Config, environ: Mapping[str, str],
                  strategies: Mapping[str, LoadedStrategy] | None = None) -> None:
@@ -95,65 +70,23 @@ class Daemon:
             config_path, config, self._apply_change, config.daemon.reload_poll_s,
             on_reloading=self.notifier.reloading, on_reloaded=self._reloaded)
         self.status = StatusServer(status_socket_path(config), self.snapshot)
-        self.market = build_market(config)
-        self.quotes: dict[str, Quote] = {}  # the latest ticker per product, shared
-        self.repairer = CandleRepairer(self.market, config.coinbase.rest_url,
-                                       config.coinbase.public_rest_rps)
-        self.selector = Selector(config.selector, self.market)
-        self.book = SignalBook()
-        self.runner = StrategyRunner(strategies or {})
-        self.book.set_loaded(_intervals(self.runner.strategies), [])
-        self.registry = Registry()
-        self.risk = RiskManager(config.risk, self.registry)
-        self.execution = build_execution(config, self.quotes, environ)
-        self.trading = Trading(self.registry, self.risk, self.execution, config.execution)
-        self.trading.quotes = self.quotes
-        self.trading.flatten_on_kill = config.risk.flatten_on_kill
-        self._bind_execution()
-        self.catalog = ProductCatalog(config.coinbase.rest_url, Pacer(1.0),
-                                      self.trading.set_products)
-        self.engine = Engine(self.market, self.repairer.wake, self.selector, self.runner,
-                             self.book, self.trading)
-        self.engine.quotes = self.quotes
-        if isinstance(self.execution, PaperExecution):  # shadow too: it fills like paper
-            self.engine.trade_listeners.append(self.execution.on_trade_columns)
-        self.market_feed = MarketFeed(config.coinbase.ws_url, config.market.products,
-                                      self.engine, config.coinbase.stale_after_s)
+        self.parts = parts = build_parts(config, environ, strategies or {})
+        parts.book.set_loaded(_intervals(parts.runner.strategies), [])
         self.serving: list[Component] = [self.watcher, self.status, self.notifier]
-        self.components: list[Component] = [*self.serving, self.market_feed, self.repairer,
-                                            self.catalog]
-        if config.storage.dsn:
-            self.components.append(self._connect_storage(config))
-        self.parts: list[Any] = [self.engine, self.selector, self.book, self.trading, self.risk]
-        if isinstance(self.execution, LiveExecution):
-            self.components.append(self.execution)  # its sender, user channel and polls
+        self.components: list[Component] = [*self.serving, parts.market_feed, parts.repairer,
+                                            parts.catalog]
+        if parts.writer is not None:
+            self.components.append(parts.writer)
+        # parts without a task of their own: their snapshots, drains and names
+        self.passive: list[Any] = [parts.engine, parts.selector, parts.book, parts.trading,
+                                   parts.risk]
+        if isinstance(parts.execution, LiveExecution):
+            self.components.append(parts.execution)  # its sender, user channel and polls
         else:
-            self.parts.append(self.execution)
+            self.passive.append(parts.execution)
         self._stop = asyncio.Event()
         self._stop_signals = 0
         self._main: asyncio.Task | None = None
-
-    def _bind_execution(self) -> None:
-        """The execution reports to the trading core built from it (each needs the other)."""
-        execution = self.execution
-        execution.events = self.trading
-        if isinstance(execution, LiveExecution):
-            execution.is_open_position = self.trading.is_open_position
-            execution.restore_intent = self.trading.restore_intent
-        else:
-            execution.products = self.trading.products
-
-    def _connect_storage(self, config: cfg.Config) -> Writer:
-        """The writer, fed with every closed candle and every signal (it never blocks them)."""
-        from trader.store.writer import Writer  # asyncpg only with a database (4 MiB)
-
-        writer = Writer(config.storage.dsn, config.storage, Path(config.daemon.state_dir))
-        CandleRecorder(self.market, writer.write_many)  # listens after the engine
-        EquityRecorder(self.market, self.trading, writer.write)
-        self.book.sinks.append(lambda signal: writer.write("signals", signal_row(signal)))
-        self.trading.order_sinks.append(OrderRecorder(writer.write, time.time_ns).on_order)
-        self.trading.fill_sinks.append(lambda fill: writer.write("fills", fill_row(fill)))
-        return writer
 
     async def run(self) -> int:
         """Start everything, run until a stop signal, shut down in order; the exit code."""
@@ -197,13 +130,13 @@ class Daemon:
         started = time.monotonic()
         await asyncio.to_thread(kernels.warmup)
         await asyncio.to_thread(indicators.warmup)
-        await asyncio.to_thread(self.runner.warmup)
+        await asyncio.to_thread(self.parts.runner.warmup)
         logger.info("kernels ready in %.2f s", time.monotonic() - started)
 
     async def _first_subscription(self) -> None:
         try:
             async with asyncio.timeout(READY_WAIT_S):
-                await self.market_feed.subscribed.wait()
+                await self.parts.market_feed.subscribed.wait()
         except TimeoutError:
             logger.warning("no subscription ack within %.0f s; reporting ready anyway",
                            READY_WAIT_S)
@@ -217,7 +150,7 @@ class Daemon:
         try:
             async with asyncio.timeout(deadline_s):
                 if self.config.execution.cancel_on_shutdown:
-                    self.trading.cancel_all()
+                    self.parts.trading.cancel_all()
                 for component in self._drain_order():
                     logger.info("draining %s", component.name)
                     await component.drain()
@@ -227,7 +160,7 @@ class Daemon:
         return True
 
     def _drain_order(self) -> list[Drains]:
-        draining = [c for c in [*self.components, *self.parts] if isinstance(c, Drains)]
+        draining = [c for c in [*self.components, *self.passive] if isinstance(c, Drains)]
         rank = {name: i for i, name in enumerate(SHUTDOWN_ORDER)}
         return sorted(draining, key=lambda c: rank.get(c.name, len(rank)))
 
@@ -254,22 +187,19 @@ class Daemon:
 
     def _on_kill_signal(self) -> None:
         logger.warning("SIGUSR1: kill switch (cancel open orders, halt new entries)")
-        self.risk.kill("SIGUSR1")
+        self.parts.trading.kill("SIGUSR1")
 
     def _on_hangup(self) -> None:
         logger.info("SIGHUP: reloading %s", self.watcher.path)
         self.watcher.request_reload()
 
     def _apply_change(self, change: cfg.ConfigChange) -> None:
-        """Hand each component only the changed sections it reads."""
+        """Hand each part only the changed sections it reads."""
         self.config = change.effective
-        for name in change.changed_sections:
-            section = getattr(self.config, name)
-            if name == "log":
-                configure_logging(section, self.environ)
-            for component in [*self.components, *self.parts]:
-                if isinstance(component, Reconfigurable) and name in component.config_sections:
-                    component.apply_section(name, section)
+        changed = set(change.changed_sections)
+        if "log" in changed:
+            configure_logging(self.config.log, self.environ)
+        self.parts.apply(self.config, changed)
 
     async def _reloaded(self, result: ReloadResult) -> None:
         if result.outcome != "rejected":
@@ -282,12 +212,13 @@ class Daemon:
         logged and shown."""
         directory = Path(self.config.daemon.strategies_dir)
         loaded, errors = await asyncio.to_thread(
-            reload_strategies, directory, self.config.strategies, dict(self.runner.strategies))
+            reload_strategies, directory, self.config.strategies,
+            dict(self.parts.runner.strategies))
         for where, reason in errors:
             logger.error("strategy not reloaded: %s: %s", where, reason)
-        if loaded != self.runner.strategies:
-            self.runner.set_strategies(loaded)
-        self.book.set_loaded(_intervals(loaded), errors)
+        if loaded != self.parts.runner.strategies:
+            self.parts.runner.set_strategies(loaded)
+        self.parts.book.set_loaded(_intervals(loaded), errors)
 
     def _status_line(self) -> str:
         products = len(self.config.market.products)
@@ -298,7 +229,7 @@ class Daemon:
         """Everything the status view shows; null for components that are not running."""
         now_ns = time.time_ns()
         components: dict[str, Any] = dict.fromkeys(PLANNED_COMPONENTS)
-        components.update({c.name: c.snapshot() for c in [*self.components, *self.parts]})
+        components.update({c.name: c.snapshot() for c in [*self.components, *self.passive]})
         return {
             "daemon": {
                 "version": __version__, "pid": os.getpid(), "state": self.state,
@@ -310,32 +241,6 @@ class Daemon:
             "products": list(self.config.market.products),
             "components": components,
         }
-
-
-def build_market(config: cfg.Config) -> Market:
-    """The candle builder and windows for the configured products and intervals."""
-    section = config.market
-    intervals_s = [cfg.interval_seconds(i) for i in section.intervals]
-    return Market(section.products, intervals_s, section.window_bars, section.close_grace_ms,
-                  section.warmup_bars)
-
-
-def build_execution(config: cfg.Config, quotes: dict[str, Quote],
-                    environ: Mapping[str, str]) -> Any:
-    """The execution of `daemon.mode`; its `events` (the trading core) are bound by the caller,
-    which is built from it."""
-    mode = config.daemon.mode
-    if mode == Mode.PAPER:
-        return PaperExecution(None, config.paper, {}, quotes)
-    if mode == Mode.SHADOW:
-        return ShadowExecution(None, config.paper, {}, quotes)
-    credentials = load_credentials(config.coinbase.key_file, environ)
-    if credentials is None:
-        raise AuthError("live mode needs a CDP API key: set coinbase.key_file, or "
-                        "COINBASE_API_KEY and COINBASE_API_SECRET, or the systemd credential "
-                        f"{CREDENTIAL_NAME}")
-    journal = Path(config.daemon.state_dir) / JOURNAL_NAME
-    return LiveExecution(None, journal, credentials, config.coinbase, config.execution, quotes)
 
 
 def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:

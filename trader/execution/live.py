@@ -36,7 +36,7 @@ import collections
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,10 +48,11 @@ from trader.clock import NS_PER_S, Clock, wall_ns
 from trader.coinbase import auth
 from trader.coinbase.rest import OutcomeUnknown, Pacer, PrivateRest, RestError
 from trader.coinbase.user_feed import UserFeed
+from trader.config import CoinbaseConfig, ExecutionConfig
 from trader.execution.journal import Journal
 from trader.execution.live_orders import LiveOrder, LiveOrders
 from trader.execution.reconcile import EXPECTED, LOOKUP_MARGIN_S, Reconciler
-from trader.ports import OrderEvents
+from trader.ports import TradingEvents
 from trader.types import OrderIntent, OrderStatus, OrderUpdate, Quote
 
 log = logging.getLogger(__name__)
@@ -66,41 +67,28 @@ CREATE_ORDER_PATH = "/api/v3/brokerage/orders"
 COMPACT_AFTER_FINALS = 500  # rewrite the journal once this many orders closed since the last
 
 
-def _never(_product_id: str) -> bool:
-    return False
-
-
-def _ignore(_intent: OrderIntent) -> None:
-    return None
-
-
 class LiveExecution:
     """The execution port against Coinbase (see the module docstring).
 
-    `is_open_position(product_id)` says whether the registry holds the product (journal
-    compaction keeps the orders of held products); `restore_intent(intent)` gives the
-    registry a journaled intent back after a restart (`Registry.record_intent` does).
+    Bound to the trading core (`bind`), which it reports to and asks whether a product is
+    held (journal compaction keeps the orders of held products) and gives journaled intents
+    back after a restart.
     """
 
     name = "live"
-    config_sections = ("execution", "coinbase")
 
-    def __init__(self, events: OrderEvents, journal_path: Path | str,
-                 credentials: auth.Credentials, coinbase: Any, section: Any,
+    def __init__(self, journal_path: Path | str, credentials: auth.Credentials,
+                 coinbase: CoinbaseConfig, section: ExecutionConfig,
                  quotes: Mapping[str, Quote], clock: Clock = wall_ns, *,
-                 is_open_position: Callable[[str], bool] = _never,
-                 restore_intent: Callable[[OrderIntent], object] = _ignore,
                  rng: random.Random | None = None) -> None:
         self.coinbase = coinbase
         self.section = section
-        self.quotes = quotes
+        self.quotes = quotes  # read-only: the engine's quote book
         self.clock = clock
-        self.is_open_position = is_open_position
-        self.restore_intent = restore_intent
         self.rng = rng or random.Random()
         self.journal = Journal(Path(journal_path))
-        self.book = LiveOrders(events, self.journal, clock)
-        self.events = events
+        self._events: TradingEvents | None = None
+        self.book = LiveOrders(self.journal, clock)
         self.pacer = Pacer(coinbase.private_rest_rps)
         self.user_feed = UserFeed(coinbase.user_ws_url, credentials, self._on_user_updates,
                                   coinbase.stale_after_s, on_resync=self._request_poll,
@@ -120,19 +108,27 @@ class LiveExecution:
         self._balances: dict[str, Decimal] | None = None
         self._ready = False
 
+    def bind(self, events: TradingEvents) -> None:
+        """Report to the trading core built from this execution; the order table too."""
+        if self._events is not None:
+            raise RuntimeError("live execution is bound already")
+        self._events = events
+        self.book.bind(events)
+
     @property
-    def events(self) -> OrderEvents:
+    def events(self) -> TradingEvents:
+        if self._events is None:
+            raise RuntimeError("live execution used before `bind`")
         return self._events
 
-    @events.setter
-    def events(self, events: OrderEvents) -> None:
-        """Bound after construction by the daemon (the trading core is built from this
-        execution): the order table must report to the same place."""
-        self._events = events
-        self.book.events = events
+    def is_open_position(self, product_id: str) -> bool:
+        return self.events.is_open_position(product_id)
+
+    def restore_intent(self, intent: OrderIntent) -> None:
+        self.events.restore_intent(intent)
 
     def _on_error(self, kind: str, detail: str) -> None:
-        self._events.on_error(kind, detail)
+        self.events.on_error(kind, detail)
 
     # ---- the port --------------------------------------------------------------------------
 
@@ -203,13 +199,15 @@ class LiveExecution:
             await self._cancels.join()
         await self.user_feed.drain()
 
-    def apply_section(self, name: str, section: Any) -> None:
-        if name == "execution":
-            self.section = section
-        elif name == "coinbase":
-            self.coinbase = section
-            self.pacer.rate_per_s = section.private_rest_rps
-            self.user_feed.stale_after_s = section.stale_after_s
+    def apply_execution(self, section: ExecutionConfig) -> None:
+        """A reloaded `[execution]`."""
+        self.section = section
+
+    def apply_coinbase(self, section: CoinbaseConfig) -> None:
+        """A reloaded `[coinbase]`: the private request rate and the user channel's silence."""
+        self.coinbase = section
+        self.pacer.rate_per_s = section.private_rest_rps
+        self.user_feed.stale_after_s = section.stale_after_s
 
     def client(self) -> PrivateRest:
         """The REST client of the running session."""

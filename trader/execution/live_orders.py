@@ -97,14 +97,24 @@ class LiveOrder:
 class LiveOrders:
     """The table of orders live execution follows, and its journal records."""
 
-    def __init__(self, events: OrderEvents, journal: Journal, clock: Clock) -> None:
-        self.events = events
+    def __init__(self, journal: Journal, clock: Clock) -> None:
+        self._events: OrderEvents | None = None
         self.journal = journal
         self.clock = clock
         self.orders: dict[str, LiveOrder] = {}
         self._by_order_id: dict[str, LiveOrder] = {}
         self.finals_since_compaction = 0
         self.counters = collections.Counter[str]()
+
+    def bind(self, events: OrderEvents) -> None:
+        """Where order updates and fills go (the live execution's trading core)."""
+        self._events = events
+
+    @property
+    def events(self) -> OrderEvents:
+        if self._events is None:
+            raise RuntimeError("live orders used before `bind`")
+        return self._events
 
     def track(self, intent: OrderIntent, intent_ns: int, journal_state: str = "new",
               order_id: str = "") -> LiveOrder:

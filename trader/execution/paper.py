@@ -23,7 +23,8 @@ from typing import Any
 
 from trader import money
 from trader.clock import Clock, wall_ns
-from trader.ports import OrderEvents
+from trader.config import PaperConfig
+from trader.ports import TradingEvents
 from trader.types import (
     Fill,
     Liquidity,
@@ -62,15 +63,13 @@ class PaperExecution:
     """The execution port against a simulated account (see the module docstring)."""
 
     name = "paper"
-    config_sections = ("paper",)
 
-    def __init__(self, events: OrderEvents, section: Any, products: Mapping[str, Product],
-                 quotes: Mapping[str, Quote], clock: Clock = wall_ns,
-                 defer: Defer | None = None) -> None:
-        self.events = events
+    def __init__(self, section: PaperConfig, quotes: Mapping[str, Quote],
+                 clock: Clock = wall_ns, defer: Defer | None = None) -> None:
         self.section = section
-        self.products = products
-        self.quotes = quotes
+        self.quotes = quotes  # read-only: the engine's quote book
+        self._events: TradingEvents | None = None
+        self.products: Mapping[str, Product] = {}
         self.clock = clock
         self._defer = defer
         self.balances: dict[str, Decimal] = collections.defaultdict(Decimal)
@@ -82,6 +81,19 @@ class PaperExecution:
         self.watched: set[str] = set()  # products held or with a resting order
         self.counters = collections.Counter[str]()
         self._ids = itertools.count(1)
+
+    def bind(self, events: TradingEvents) -> None:
+        """Report to the trading core built from this execution, and use its order rules."""
+        if self._events is not None:
+            raise RuntimeError(f"{self.name} execution is bound already")
+        self._events = events
+        self.products = events.products
+
+    @property
+    def events(self) -> TradingEvents:
+        if self._events is None:
+            raise RuntimeError(f"{self.name} execution used before `bind`")
+        return self._events
 
     # ---- the port --------------------------------------------------------------------------
 
@@ -103,9 +115,9 @@ class PaperExecution:
                 equity += amount * money.to_decimal(price) if price is not None else ZERO
         return equity
 
-    def apply_section(self, name: str, section: Any) -> None:
-        if name == "paper":
-            self.section = section  # the starting balance counts at the next start only
+    def apply(self, section: PaperConfig) -> None:
+        """A reloaded `[paper]` (the starting balance counts at the next start only)."""
+        self.section = section
 
     # ---- market data -----------------------------------------------------------------------
 

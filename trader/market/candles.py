@@ -3,9 +3,10 @@
 The flow of one minute: trades fold into it (kernels/candles); exchange time passing its end
 plus the grace closes it for every product at once; the closed rows wait in a queue; the
 oldest queued minute is emitted when no product has it marked dirty: pushed to the 1-minute
-window, folded into the higher intervals, and announced to the bar-close listeners. A minute
-is dirty when prints may be missing (a sequence gap, a reconnect, a stale feed, the partial
-first minute, warm-up history) and stays queued until `apply_repair` gives it the exchange's
+window, folded into the higher intervals, and announced bar by bar to the one bar-close
+callback (the engine's `on_bar`, bound once), each while it is the newest. A minute is dirty
+when prints may be missing (a sequence gap, a reconnect, a stale feed, the partial first
+minute, warm-up history) and stays queued until `apply_repair` gives it the exchange's
 own candle. So no window ever holds a hole or a half-seen minute.
 
 A row with zero volume is a quiet minute: at emission it becomes a flat candle at the
@@ -62,7 +63,7 @@ class Market:
         self._due_ns = -1  # exchange ns at which the open minute closes; -1: not started
         self.warmup_bars = warmup_bars
         self.slots: dict[str, int] = {}
-        self.listeners: list[BarListener] = []
+        self._on_bar: BarListener | None = None
         self.queue: collections.deque[QueuedMinute] = collections.deque()
         self.counters = collections.Counter[str]()
         self.last_emitted_s: int | None = None
@@ -74,6 +75,16 @@ class Market:
         self._allocate(len(wanted) + spare_slots)
         for product_id in wanted:
             self._open_slot(product_id)
+
+    def bind(self, on_bar: BarListener) -> None:
+        """The one callback that hears of every closed bar (the engine); bound once."""
+        if self._on_bar is not None:
+            raise RuntimeError("the market announces its bars to one callback, already bound")
+        self._on_bar = on_bar
+
+    def _announce(self, interval_s: int, bar_time_s: int) -> None:
+        if self._on_bar is not None:
+            self._on_bar(interval_s, bar_time_s)
 
     # ---- slots ------------------------------------------------------------------------------
 
@@ -309,8 +320,7 @@ class Market:
         ring.push_all(window.buf, window.head, window.count, rows)
         self.last_emitted_s = queued.minute_s
         self.counters["minutes_emitted"] += 1
-        for listener in self.listeners:
-            listener(60, queued.minute_s)
+        self._announce(60, queued.minute_s)
         for interval_s, fold in self.folds.items():
             self._fold_interval(interval_s, fold, rows, queued.minute_s)
 
@@ -334,8 +344,7 @@ class Market:
         elif code == ck.EMITTED:
             window = self.windows[interval_s]
             ring.push_all(window.buf, window.head, window.count, self._rows)
-            for listener in self.listeners:
-                listener(interval_s, int(self._rows[0, ck.TIME]))
+            self._announce(interval_s, int(self._rows[0, ck.TIME]))
 
     # ---- repair -----------------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ class Selector:
     """Keeps the current rank and score of every product, refreshed on bar close."""
 
     name = "selector"
-    config_sections = ("selector",)
 
     def __init__(self, section: SelectorConfig, market: Market) -> None:
         self.market = market
@@ -47,17 +46,18 @@ class Selector:
         self.ranks: dict[str, int] = {}
         self.scores: dict[str, float] = {}
         self.refreshed_s: int | None = None
-        market.listeners.append(self.on_bar)
 
     @property
     def interval_s(self) -> int:
         return interval_seconds(self.section.interval)
 
-    def apply_section(self, name: str, section: SelectorConfig) -> None:
+    def apply(self, section: SelectorConfig) -> None:
+        """A reloaded `[selector]`: ranks are recomputed at once."""
         self.section = section
         self.refresh()
 
     def on_bar(self, interval_s: int, bar_time_s: int) -> None:
+        """The engine's first step on a bar close: rank on the bar just closed."""
         if interval_s == self.interval_s:
             self.refresh()
             self.refreshed_s = bar_time_s

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from trader.types import Signal
@@ -16,9 +16,9 @@ class SignalBook:
 
     name = "strategies"
 
-    def __init__(self) -> None:
+    def __init__(self, sinks: Sequence[SignalSink] = ()) -> None:
         self.latest: dict[str, Signal] = {}
-        self.sinks: list[SignalSink] = []
+        self.sinks = tuple(sinks)  # e.g. the store's signals table
         self.counters = collections.Counter[str]()
         self.loaded: dict[str, str] = {}  # strategy name -> interval
         self.errors: list[tuple[str, str]] = []  # of the last (re)load

@@ -1,8 +1,8 @@
 """Rows for the writer from what the daemon produces: closed bars, signals, orders, fills and
 equity.
 
-The recorder listens after the engine (it registers last), so a bar close reaches the
-strategies before its candles are turned into rows.
+The candle and equity recorders are bar sinks: `Engine.on_bar` calls them last, after the
+strategies and trading have seen the bar.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ class CandleRecorder:
     def __init__(self, market: Market, write_many: WriteMany) -> None:
         self.market = market
         self.write_many = write_many
-        market.listeners.append(self.on_bar)
 
     def on_bar(self, interval_s: int, bar_time_s: int) -> None:
         window = self.market.windows[interval_s]
@@ -76,11 +75,9 @@ class OrderRecorder:
 class EquityRecorder:
     """An `equity` row at every 1-minute close: the account's value, cash and PnL."""
 
-    def __init__(self, market: Market, trading: Trading,
-                 write: Callable[[str, tuple], None]) -> None:
+    def __init__(self, trading: Trading, write: Callable[[str, tuple], None]) -> None:
         self.trading = trading
         self.write = write
-        market.listeners.append(self.on_bar)
 
     def on_bar(self, interval_s: int, bar_time_s: int) -> None:
         equity = self.trading.execution.equity_usd()

@@ -46,7 +46,6 @@ class Writer:
     """Buffers rows per table and commits them in batches (see the module docstring)."""
 
     name = "storage"
-    config_sections = ("storage",)
 
     def __init__(self, dsn: str, section: StorageConfig, state_dir: Path, *,
                  rng: random.Random | None = None, backoff_base_s: float = 0.25,
@@ -119,13 +118,12 @@ class Writer:
         if size > self._max_rows:
             self._pressure.set()
 
-    def apply_section(self, name: str, section: Any) -> None:
+    def apply(self, section: StorageConfig) -> None:
         """batch_rows, flush_interval_ms and max_buffer_rows apply at once (dsn: restart)."""
-        if name == "storage":
-            self.section = section
-            self._batch_rows, self._max_rows = section.batch_rows, section.max_buffer_rows
-            self._wake.set()
-            self._pressure.set()
+        self.section = section
+        self._batch_rows, self._max_rows = section.batch_rows, section.max_buffer_rows
+        self._wake.set()
+        self._pressure.set()
 
     # ---- the tasks ---------------------------------------------------------------------------
 

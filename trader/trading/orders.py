@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from trader import money
 from trader.clock import Clock, wall_ns
+from trader.config import ExecutionConfig, RiskConfig
 from trader.ports import Execution
 from trader.trading.registry import Registry, client_order_id
 from trader.trading.risk import RiskManager
@@ -45,6 +47,8 @@ from trader.types import (
 log = logging.getLogger(__name__)
 
 URGENT_EXITS = ("stop-loss", "trailing stop", "kill switch")  # reasons that exit at market
+OrderSink = Callable[[Order], None]
+FillSink = Callable[[Fill], None]
 
 
 @dataclass(slots=True)
@@ -61,24 +65,26 @@ class Trading:
     """Owns the order flow between the strategies and an execution."""
 
     name = "trading"
-    config_sections = ("execution",)
 
     def __init__(self, registry: Registry, risk: RiskManager, execution: Execution,
-                 section: Any, clock: Clock = wall_ns) -> None:
+                 section: ExecutionConfig, quotes: Mapping[str, Quote], clock: Clock = wall_ns,
+                 *, flatten_on_kill: bool = False, order_sinks: Sequence[OrderSink] = (),
+                 fill_sinks: Sequence[FillSink] = ()) -> None:
         self.registry = registry
         self.risk = risk
         self.execution = execution
         self.section = section
+        self.quotes = quotes  # read-only: the engine's quote book
         self.clock = clock
-        self.products: dict[str, Product] = {}
-        self.quotes: dict[str, Quote] = {}
+        self.flatten_on_kill = flatten_on_kill
+        self.order_sinks = tuple(order_sinks)  # every change of an order
+        self.fill_sinks = tuple(fill_sinks)  # every new fill
+        self._products: dict[str, Product] = {}
+        self.products: Mapping[str, Product] = MappingProxyType(self._products)
         self.working: dict[str, Working] = {}
         self.counters = collections.Counter[str]()
         self.last_refusal: dict[str, str] = {}  # product -> why its last intent was refused
-        self.flatten_on_kill = False
-        self.order_sinks: list[Callable[[Order], None]] = []  # every change of an order
-        self.fill_sinks: list[Callable[[Fill], None]] = []  # every new fill
-        risk.listeners.append(self._on_state)
+        self._risk_seen = (risk.state, risk.reason)
 
     # ---- decisions -------------------------------------------------------------------------
 
@@ -104,6 +110,7 @@ class Trading:
             if reason is not None:
                 self._exit(product_id, reason, bar_time_ns)
         self.risk.update()
+        self._follow_risk()
 
     def on_tick(self, now_ns: int) -> None:
         """About once a second: reprice resting limit orders that waited too long."""
@@ -136,6 +143,7 @@ class Trading:
             return self._refuse(signal.product_id, prepared)
         denied = self.risk.check_entry(signal.strategy, signal.product_id,
                                        prepared.size * price)
+        self._follow_risk()
         if denied is not None:
             return self._refuse(signal.product_id, denied, log_it=False)  # risk logged it
         target = (money.to_decimal(signal.take_profit) if signal.take_profit is not None
@@ -211,6 +219,7 @@ class Trading:
         if update.status in (OrderStatus.REJECTED, OrderStatus.FAILED):
             self.counters["rejected"] += 1
             self.risk.record_error(f"order {update.status.lower()}")
+            self._follow_risk()
             log.warning("order %s %s: %s", update.client_order_id, update.status,
                         update.reject_reason)
         if update.status.is_terminal:
@@ -219,6 +228,9 @@ class Trading:
     def on_fill(self, fill: Fill) -> None:
         if self.registry.apply_fill(fill):
             self.counters["fills"] += 1
+            for trade in self.registry.take_closed():
+                self.risk.record_trade(trade)  # losses in a row start a cooldown
+            self._follow_risk()
             for sink in self.fill_sinks:
                 sink(fill)
 
@@ -231,6 +243,7 @@ class Trading:
     def on_error(self, kind: str, detail: str) -> None:
         self.counters[f"error_{kind}"] += 1
         self.risk.record_error(kind)
+        self._follow_risk()
         log.error("execution error (%s): %s", kind, detail)
 
     def _finished(self, update: OrderUpdate) -> None:
@@ -252,8 +265,11 @@ class Trading:
     def _resend(self, intent: OrderIntent, remaining: Decimal, market: bool) -> None:
         product = self.products[intent.product_id]
         quote = self.quotes.get(intent.product_id)
-        if intent.kind is OrderKind.ENTRY and self.risk.update() is not TradingState.ACTIVE:
-            return  # no new exposure while halted or reducing
+        if intent.kind is OrderKind.ENTRY:
+            state = self.risk.update()
+            self._follow_risk()
+            if state is not TradingState.ACTIVE:
+                return  # no new exposure while halted or reducing
         if market:
             prepared = money.prepare_market(product, intent.side, size=money.quantize_size(
                 product, remaining), reference_price=_mid(quote))
@@ -272,6 +288,23 @@ class Trading:
         self._send(again)
 
     # ---- the kill switch and shutdown ------------------------------------------------------
+
+    def kill(self, reason: str) -> None:
+        """The kill switch: halt new entries, cancel every open order (and flatten if asked)."""
+        self.risk.kill(reason)
+        self._follow_risk()
+
+    def apply_risk(self, section: RiskConfig) -> None:
+        """A reloaded `[risk]`: new limits at once (the config kill switch halts here)."""
+        self.risk.apply_config(section)
+        self._follow_risk()
+
+    def _follow_risk(self) -> None:
+        """Act on a change of the trading state, right after a call that may make one."""
+        seen = (self.risk.state, self.risk.reason)
+        if seen != self._risk_seen:
+            self._risk_seen = seen
+            self._on_state(*seen)
 
     def _on_state(self, state: TradingState, reason: str) -> None:
         if state is TradingState.HALTED:
@@ -303,15 +336,15 @@ class Trading:
 
     # ---- configuration and status ----------------------------------------------------------
 
-    def apply_section(self, name: str, section: Any) -> None:
-        if name == "execution":
-            self.section = section
+    def apply(self, section: ExecutionConfig) -> None:
+        """A reloaded `[execution]`: timeouts and reprices apply to the next decisions."""
+        self.section = section
 
     def set_products(self, products: Iterable[Product]) -> None:
-        """New order rules (in place: executions hold this mapping)."""
+        """New order rules from the catalog (in place: `products` is a view executions hold)."""
         fresh = {p.product_id: p for p in products}
-        self.products.clear()
-        self.products.update(fresh)
+        self._products.clear()
+        self._products.update(fresh)
 
     def _equity(self) -> Decimal:
         equity = self.execution.equity_usd()

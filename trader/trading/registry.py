@@ -16,7 +16,7 @@ import bisect
 import collections
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -100,7 +100,7 @@ class _Book:
     orphan_sells: int = 0  # sell fills with nothing held
     orphan_fees: Decimal = ZERO
     oversells: int = 0  # sell fills larger than the holding (the excess is ignored)
-    notified: int = 0  # closed trades already given to `on_close`
+    notified: int = 0  # closed trades already handed out by `take_closed`
 
     def reset(self) -> None:
         self.holding, self.closed = None, []
@@ -109,7 +109,7 @@ class _Book:
 
 class Registry:
     """Orders, fills and positions; changed only through `record_intent`, `apply_update`,
-    `apply_fill` and `mark`. `on_close` callbacks get every completed round trip once."""
+    `apply_fill` and `mark`. `take_closed` hands out every completed round trip once."""
 
     name = "registry"
 
@@ -121,7 +121,7 @@ class Registry:
         self._fill_ids: set[tuple[str, str]] = set()
         self._books: dict[str, _Book] = {}
         self._marks: dict[str, Decimal] = {}
-        self.on_close: list[Callable[[ClosedTrade], None]] = []
+        self._closed_new: list[ClosedTrade] = []  # completed since the last `take_closed`
         self.counters = collections.Counter[str]()
 
     # ---- orders ----------------------------------------------------------------------------
@@ -313,10 +313,13 @@ class Registry:
 
     def _notify(self, book: _Book) -> None:
         book.notified = min(book.notified, len(book.closed))
-        for trade in book.closed[book.notified:]:
-            for callback in self.on_close:
-                callback(trade)
+        self._closed_new += book.closed[book.notified:]
         book.notified = len(book.closed)
+
+    def take_closed(self) -> list[ClosedTrade]:
+        """The round trips completed since the last call, each once, oldest first."""
+        closed, self._closed_new = self._closed_new, []
+        return closed
 
     def mark(self, product_id: str, price: Decimal) -> None:
         """Set the price unrealized PnL and trailing stops use for `product_id`."""

@@ -2,8 +2,8 @@
 
 States: ACTIVE lets everything through. REDUCING (a cooldown after consecutive losses) allows
 exits only. HALTED (kill switch, circuit breaker, daily loss limit) allows exits only and asks
-the execution layer to cancel open orders (`cancel_open_orders` in the snapshot, and the
-`listeners` callbacks on every state change); cancelling is the execution layer's job.
+the trading core to cancel open orders (`cancel_open_orders` in the snapshot; the core looks
+at the state after each call that may change it); cancelling is the execution layer's job.
 Exits are never refused because of the state: a stop must work in every state.
 
 All times come from the injected clock (unix ns), so backtests and tests drive them.
@@ -15,12 +15,13 @@ import collections
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from trader.clock import NS_PER_S, Clock, utc_day, wall_ns
+from trader.config import RiskConfig
 from trader.money import to_decimal
 from trader.trading.registry import Registry
 from trader.types import ClosedTrade, OrderKind, Position, TradingState
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 _STATE_CODE = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+StateListener = Callable[[TradingState, str], None]  # (state, reason)
 
 def _ns(seconds: float) -> int:
     return round(seconds * NS_PER_S)
@@ -57,7 +59,7 @@ class Limits:
     breaker_halt_ns: int
 
     @classmethod
-    def from_section(cls, s: Any) -> Limits:
+    def from_section(cls, s: RiskConfig) -> Limits:
         usd = to_decimal
         return cls(
             s.kill_switch, usd(s.max_position_usd), s.max_open_positions,
@@ -83,19 +85,19 @@ def _price(value: Decimal) -> str:
 
 class RiskManager:
     """Pre-trade checks (`check_entry`, `check_exit`), sizing (`entry_notional`), exit rules
-    (`exit_reason`) and the trading state. Registers itself for the registry's closed trades,
-    which feed the consecutive-loss cooldown."""
+    (`exit_reason`) and the trading state. The trading core hands it every closed trade
+    (`record_trade`), which feeds the consecutive-loss cooldown."""
 
     name = "risk"
-    config_sections = ("risk",)
 
-    def __init__(self, section: Any, registry: Registry, clock: Clock = wall_ns) -> None:
+    def __init__(self, section: RiskConfig, registry: Registry, clock: Clock = wall_ns,
+                 listeners: Sequence[StateListener] = ()) -> None:
         self.registry = registry
         self.clock = clock
         self.limits = Limits.from_section(section)
         self.state = TradingState.ACTIVE
         self.reason = ""
-        self.listeners: list[Callable[[TradingState, str], None]] = []
+        self.listeners = tuple(listeners)  # told of every change of the state
         self.counters = collections.Counter[str]()
         self._killed_by = ""  # who called `kill()`; "" if nobody
         self._day = -1
@@ -108,18 +110,13 @@ class RiskManager:
         self._breaker_until_ns = 0
         self._breaker_reason = ""
         self._last_denial: dict[tuple[str, str], str] = {}
-        registry.on_close.append(self.record_trade)
 
     # ---- configuration and the trading state -----------------------------------------------
 
-    def apply_config(self, section: Any) -> None:
+    def apply_config(self, section: RiskConfig) -> None:
         """New limits, effective at once (hot reload)."""
         self.limits = Limits.from_section(section)
         self.update()
-
-    def apply_section(self, name: str, section: Any) -> None:
-        if name == "risk":
-            self.apply_config(section)
 
     def update(self) -> TradingState:
         """Re-evaluate the state at the clock's now; listeners hear of every change."""
