@@ -212,6 +212,7 @@ def _limit_size(product: Product, limit_price: Decimal, size: Number | None,
                 f"below one tick of {to_wire(product.price_increment)}")
     if size is not None:
         return floor_to(_positive("size", size), product.base_increment)
+    assert notional is not None, "exactly one of size and notional, checked above"
     budget = _positive("notional", notional)
     # floor(budget / (price * increment)) whole increments: integer division, exact.
     steps = _steps_down(budget, _CTX.multiply(limit_price, product.base_increment))

@@ -30,6 +30,8 @@ class Component(Protocol):
 class Drains(Protocol):
     """A component with work to finish before it is cancelled at shutdown."""
 
+    name: str
+
     async def drain(self) -> None: ...
 
 

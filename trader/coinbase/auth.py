@@ -217,9 +217,11 @@ class PremintedTokens:
 
     def take(self, url: str) -> str:
         ready, self._ready = self._ready, None
-        fresh = ready is not None and ready[0] == url and (
-            self._monotonic() - ready[2] < TOKEN_MAX_AGE_S)
-        token = ready[1] if fresh else rest_jwt(self._credentials, "POST", url)
+        if ready is not None and ready[0] == url and (
+                self._monotonic() - ready[2] < TOKEN_MAX_AGE_S):
+            token = ready[1]
+        else:
+            token = rest_jwt(self._credentials, "POST", url)
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to mint ahead for
             asyncio.get_running_loop().call_later(TOKEN_REFILL_DELAY_S, self.refill, url)
         return token

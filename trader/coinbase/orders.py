@@ -213,6 +213,8 @@ def _decimal(obj: Any, key: str, default: str | None = None) -> Decimal:
     value = _mapping(obj, key).get(key)
     if value in (None, "") and default is not None:
         value = default
+    if value is None:
+        raise FrameError("bad_number", f"{key}={value!r}")
     try:
         number = Decimal(value)
     except (InvalidOperation, TypeError):

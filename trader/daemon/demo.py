@@ -27,6 +27,7 @@ def run_demo(duration_s: float | None) -> int:
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     daemon = None
     try:
+        assert sim.stdout is not None, "opened with stdout=PIPE"
         url = sim.stdout.readline().strip()
         config_path = _write_config(workdir, url)
         with open(workdir / "daemon.log", "wb") as log:

@@ -61,7 +61,7 @@ class ConfigWatcher:
 
     def __init__(self, path: Path, current: cfg.Config,
                  on_change: Callable[[cfg.ConfigChange], None], poll_s: float,
-                 on_reloading: Callable[[], None] = lambda: None,
+                 on_reloading: Callable[[], object] = lambda: None,  # result unused
                  on_reloaded: Callable[[ReloadResult], Awaitable[None] | None] = (
                      lambda result: None)) -> None:
         self.path = path

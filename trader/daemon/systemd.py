@@ -66,11 +66,13 @@ class Notifier:
     async def run(self) -> None:
         """Ping WATCHDOG=1 from the event loop, so a stuck loop gets the service restarted."""
         try:
-            if self._address is None or self._watchdog_s is None:
+            interval_s = self._watchdog_s
+            if self._address is None or interval_s is None:
                 await asyncio.Event().wait()  # nothing to do; park until cancelled
-            while True:
-                self.notify("WATCHDOG=1")
-                await asyncio.sleep(self._watchdog_s)
+            else:
+                while True:
+                    self.notify("WATCHDOG=1")
+                    await asyncio.sleep(interval_s)
         finally:
             self.close()
 

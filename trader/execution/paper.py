@@ -143,6 +143,7 @@ class PaperExecution:
                time_ns: int) -> None:
         for order in resting:
             limit = order.intent.limit_price
+            assert limit is not None, "only limit orders rest"
             through = price < limit if order.intent.side is Side.BUY else price > limit
             if through and size > 0:
                 take = min(size, order.remaining)
@@ -161,6 +162,7 @@ class PaperExecution:
         if reason:
             self.counters["rejected"] += 1
             return self._report(order, OrderStatus.REJECTED, reason)
+        assert product is not None, "_refusal refuses an unknown product"
         self.orders[intent.client_order_id] = order
         self.counters["accepted"] += 1
         if intent.order_type is OrderType.MARKET or self._crosses(intent, quote):
@@ -189,6 +191,7 @@ class PaperExecution:
         intent = order.intent
         price = self._taker_price(intent, quote)
         if intent.size is None:  # a market buy by quote size: fees come out of it
+            assert intent.quote_size is not None, "an intent has size or quote_size"
             spend = intent.quote_size / (1 + self._fee_rate(Liquidity.TAKER))
             size = money.floor_to(spend / price, product.base_increment)
             order.intent = _sized(intent, size)
@@ -199,6 +202,7 @@ class PaperExecution:
 
     def _taker_price(self, intent: OrderIntent, quote: Quote | None) -> Decimal:
         touch = _touch(quote, intent.side)
+        assert touch is not None, "taken only with a touch: a market order without one is refused"
         slip = money.to_decimal(self.section.slippage_bps) / _BPS
         price = touch * (1 + slip) if intent.side is Side.BUY else touch * (1 - slip)
         if intent.limit_price is not None:  # an IOC limit never fills past its limit

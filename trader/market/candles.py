@@ -195,9 +195,10 @@ class Market:
                                      for c in zip(*self._pending, strict=True))
         n = sum(len(frame[1]) for frame in self._pending)
         self._pending.clear()
-        columns = (np.fromiter(map(self.slots.get, ids, itertools.repeat(-1)), np.int64, n),
-                   np.fromiter(times, np.int64, n), np.fromiter(prices, np.float64, n),
-                   np.fromiter(sizes, np.float64, n))
+        slots = np.fromiter(map(self.slots.get, ids, itertools.repeat(-1)), np.int64, n)
+        columns: tuple[np.ndarray, ...] = (
+            slots, np.fromiter(times, np.int64, n), np.fromiter(prices, np.float64, n),
+            np.fromiter(sizes, np.float64, n))
         known = columns[0] >= 0  # products no longer subscribed are ignored
         if not known.all():
             columns = tuple(c[known] for c in columns)

@@ -78,8 +78,7 @@ class JwtVerifier:
         if header.get("alg") != "ES256":
             raise Unauthorized(f"alg {header.get('alg')!r} is not ES256")
         name = header.get("kid")
-        key = self._keys.get(name) if isinstance(name, str) else None
-        if key is None:
+        if not isinstance(name, str) or (key := self._keys.get(name)) is None:
             raise Unauthorized(f"unknown key {name!r}")
         try:
             claims = jwt.decode(token, key, algorithms=["ES256"], options={

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+import numpy as np
 
 from trader.simulator.order_request import OrderRequest, ProductRules, Rejection, check_amounts
 
@@ -39,6 +41,23 @@ def ceil_to(value: Decimal, step: Decimal) -> Decimal:
 def exact(value: float) -> Decimal:
     """A replayed float as the decimal the wire shows for it (shortest round trip)."""
     return Decimal(repr(float(value)))
+
+
+# parse_order guarantees these by configuration: a limit order has base_size and limit_price;
+# a market order has exactly one of base_size and quote_size.
+def _limit_price(request: OrderRequest) -> Decimal:
+    assert request.limit_price is not None, "only limit orders rest or reach here"
+    return request.limit_price
+
+
+def _base_size(request: OrderRequest) -> Decimal:
+    assert request.base_size is not None, "a buy with no quote_size is sized in base"
+    return request.base_size
+
+
+def _quote_size(request: OrderRequest) -> Decimal:
+    assert request.quote_size is not None, "an order with no base_size is sized in quote"
+    return request.quote_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,22 +222,22 @@ class Exchange:
         if request.side == "SELL":
             size = request.base_size
             if size is None:  # a market sell by quote size
-                size = floor_to(request.quote_size / bid, rules.base_increment)
+                size = floor_to(_quote_size(request) / bid, rules.base_increment)
             return self.accounts[rules.base], size
         if request.quote_size is not None:
             return self.accounts[rules.quote], request.quote_size
         price = request.limit_price if request.limit_price is not None else ask
-        return self.accounts[rules.quote], request.base_size * price * (1 + self._taker)
+        return self.accounts[rules.quote], _base_size(request) * price * (1 + self._taker)
 
     def _take(self, order: Order, rules: ProductRules, bid: Decimal, ask: Decimal) -> None:
         request = order.request
         price = ask if request.side == "BUY" else bid
         size = request.base_size
         if size is None and request.side == "BUY":
-            size = floor_to(request.quote_size / (price * (1 + self._taker)),
+            size = floor_to(_quote_size(request) / (price * (1 + self._taker)),
                             rules.base_increment)
         elif size is None:
-            size = floor_to(request.quote_size / price, rules.base_increment)
+            size = floor_to(_quote_size(request) / price, rules.base_increment)
         if size > 0:
             self._fill(order, price, size, "TAKER", self._clock())
         if order.is_open and request.base_size is None:
@@ -227,9 +246,12 @@ class Exchange:
 
     # ---- the tape ---------------------------------------------------------------------------
 
-    def on_trades(self, product_id: str, times_ns: Sequence[int], prices: Sequence[float],
-                  sizes: Sequence[float]) -> None:
-        """Replayed prints of one product, oldest first: fill the resting orders they cross."""
+    def on_trades(self, product_id: str, times_ns: np.ndarray, prices: np.ndarray,
+                  sizes: np.ndarray) -> None:
+        """Replayed prints of one product, oldest first: fill the resting orders they cross.
+
+        Columns of a tape: int64 nanosecond times, float64 prices and sizes.
+        """
         if len(prices):
             self._last[product_id] = float(prices[-1])
         resting = self._resting.get(product_id)
@@ -241,17 +263,17 @@ class Exchange:
     def _match(self, product_id: str, time_ns: int, price: Decimal, size: Decimal) -> None:
         rules = self.rules[product_id]
         crossed = [o for o in self._resting[product_id] if o.created_ns < time_ns and (
-            price <= o.request.limit_price if o.request.side == "BUY"
-            else price >= o.request.limit_price)]
-        crossed.sort(key=lambda o: (-o.request.limit_price if o.request.side == "BUY"
-                                    else o.request.limit_price, o.created_ns))
+            price <= _limit_price(o.request) if o.request.side == "BUY"
+            else price >= _limit_price(o.request))]
+        crossed.sort(key=lambda o: (-_limit_price(o.request) if o.request.side == "BUY"
+                                    else _limit_price(o.request), o.created_ns))
         remaining = floor_to(size, rules.base_increment)
         for order in crossed:
             if remaining <= 0:
                 return
             quantity = min(order.leaves, remaining)
             remaining -= quantity
-            self._fill(order, order.request.limit_price, quantity, "MAKER", time_ns)
+            self._fill(order, _limit_price(order.request), quantity, "MAKER", time_ns)
             if not order.is_open:
                 self._resting[product_id].remove(order)
             self._notify(order)

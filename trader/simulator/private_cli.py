@@ -68,8 +68,8 @@ def public_key_of(path: Path) -> tuple[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if not path.exists():
-        private = ec.generate_private_key(ec.SECP256R1())
-        pem = private.private_bytes(serialization.Encoding.PEM,
+        generated = ec.generate_private_key(ec.SECP256R1())
+        pem = generated.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.TraditionalOpenSSL,
                                     serialization.NoEncryption()).decode()
         name = f"organizations/simulator/apiKeys/{uuid.uuid4()}"

@@ -66,7 +66,7 @@ class Connection:
     """One websocket client: its subscriptions, its sequence counter and its send queue."""
 
     ws: web.WebSocketResponse
-    transport: asyncio.BaseTransport | None
+    transport: asyncio.Transport | None
     subscriptions: dict[str, set[str]] = field(default_factory=dict)
     sequence_num: int = 0
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=100_000))

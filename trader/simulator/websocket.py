@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -15,10 +14,12 @@ MAX_CLIENT_MESSAGE_BYTES = 2**20
 C = TypeVar("C")
 
 
-async def serve_connection(request: web.Request, connections: set[Any], counters: Counter[str],
-                           connect: Callable[[web.WebSocketResponse, Any], C],
+async def serve_connection(request: web.Request, connections: set[Any],
+                           counters: MutableMapping[str, int],
+                           connect: Callable[[web.WebSocketResponse, asyncio.Transport | None], C],
                            receive: Callable[[C], Awaitable[None]],
-                           send: Callable[[C], Awaitable[None]]) -> web.WebSocketResponse:
+                           send: Callable[[C], Coroutine[Any, Any, None]],
+                           ) -> web.WebSocketResponse:
     """Run `receive` and `send` for a new connection (made by `connect(ws, transport)`)."""
     ws = web.WebSocketResponse(max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
     await ws.prepare(request)

@@ -141,6 +141,7 @@ class Trading:
         prepared = money.prepare_limit(product, Side.BUY, price, notional=notional)
         if isinstance(prepared, str):
             return self._refuse(signal.product_id, prepared)
+        assert prepared.size is not None, "a prepared limit order is always sized in base"
         denied = self.risk.check_entry(signal.strategy, signal.product_id,
                                        prepared.size * price)
         self._follow_risk()

@@ -399,7 +399,7 @@ class Registry:
 
     def snapshot(self) -> dict[str, Any]:
         books = self._books.values()
-        counters = dict(self.counters)
+        counters: dict[str, float] = dict(self.counters)
         counters["sells_without_position"] = sum(b.orphan_sells for b in books)
         counters["oversells"] = sum(b.oversells for b in books)
         counters["open_orders"] = len(self._working)

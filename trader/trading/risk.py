@@ -316,7 +316,7 @@ class RiskManager:
     # ---- status ----------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        counters = dict(self.counters)
+        counters: dict[str, float] = dict(self.counters)
         counters.update(
             trading_state=_STATE_CODE[self.state], loss_streak=self._loss_streak,
             daily_pnl_usd=float(self.registry.pnl().net - self._day_start_pnl),

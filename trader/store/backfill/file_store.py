@@ -49,7 +49,8 @@ class FileStore:
         parts = _parts_of(path, interval_s)
         ranges = _read_ranges(path, interval_s) + [r for r, _ in parts]
         files = ([path] if path.exists() else []) + [p for _, p in parts]
-        times = np.unique(np.concatenate([_read(f).time_s for f in files] or [[]]))
+        no_files: list[np.ndarray] = [np.empty(0, np.int64)]
+        times = np.unique(np.concatenate([_read(f).time_s for f in files] or no_files))
         return merge_ranges([*ranges, *runs_of(times.astype(np.int64), interval_s)])
 
     def _merge(self, path: Path, interval_s: int) -> None:
