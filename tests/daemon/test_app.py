@@ -27,8 +27,6 @@ class Recorder:
     def __init__(self, name: str, journal: list[str], drain_s: float = 0.0,
                  crash: bool = False) -> None:
         self.name = name
-        self.config_sections = ("risk",)
-        self.applied: list[tuple[str, Any]] = []
         self._journal = journal
         self._drain_s = drain_s
         self._crash = crash
@@ -48,9 +46,6 @@ class Recorder:
 
     def snapshot(self) -> dict[str, Any]:
         return {"counters": {"drained": 0}}
-
-    def apply_section(self, name: str, section: Any) -> None:
-        self.applied.append((name, section))
 
 
 @pytest.fixture
@@ -131,10 +126,10 @@ async def test_a_crashing_component_stops_the_daemon_with_a_non_zero_exit(make_d
     assert "storage stopped" in journal and not daemon.status.socket_path.exists()
 
 
-async def test_a_reload_hands_components_only_the_sections_they_read(make_daemon):
-    journal: list[str] = []
-    reader = Recorder("trading", journal)
-    daemon = make_daemon([reader])
+async def test_a_reload_hands_each_part_only_its_own_changed_section(make_daemon):
+    daemon = make_daemon([])
+    parts = daemon.parts
+    untouched = (parts.selector.section, parts.trading.section, parts.execution.section)
     task = asyncio.create_task(daemon.run())
     await eventually(lambda: daemon.state == "running", timeout_s=5)
     edited = tomllib.loads(daemon.watcher.path.read_text())
@@ -142,9 +137,9 @@ async def test_a_reload_hands_components_only_the_sections_they_read(make_daemon
     edited["risk"] = {"max_open_positions": 1}
     daemon.watcher.path.write_text(tomli_w.dumps(edited))
     os.kill(os.getpid(), signal.SIGHUP)
-    await eventually(lambda: reader.applied, timeout_s=5)
-    assert [(name, section.max_open_positions) for name, section in reader.applied] == [
-        ("risk", 1)]
+    await eventually(lambda: parts.risk.limits.max_open_positions == 1, timeout_s=5)
     assert daemon.snapshot()["products"] == ["BTC-USD"]
+    assert list(parts.market.slots) == ["BTC-USD"]
+    assert (parts.selector.section, parts.trading.section, parts.execution.section) == untouched
     daemon.request_stop()
     assert await asyncio.wait_for(task, timeout=10) == EXIT_OK

@@ -59,7 +59,7 @@ def buy(registry: Registry, product_id: str = "BTC-USD", size: str = "1", price:
         strategy, product_id, Side.BUY, OrderKind.ENTRY, OrderType.LIMIT, D(size), None,
         D(price), True, TimeInForce.GTC, time_ns, 0, coid, "test",
         D(stop) if stop else None, D(take_profit) if take_profit else None))
-    registry.apply_fill(Fill(f"t{next(_trade_ids)}", "ex", coid, product_id, Side.BUY, D(price),
+    registry.apply_fill(Fill(f"t{next(_trade_ids):06d}", "ex", coid, product_id, Side.BUY, D(price),
                              D(size), D(0), Liquidity.MAKER, time_ns))
     registry.apply_update(OrderUpdate(coid, "ex", product_id, Side.BUY, OrderStatus.FILLED,
                                       D(size), D(price), D(0), time_ns))
@@ -67,7 +67,7 @@ def buy(registry: Registry, product_id: str = "BTC-USD", size: str = "1", price:
 
 def sell(registry: Registry, product_id: str = "BTC-USD", size: str = "1",
          price: str = "100", time_ns: int = NOON_NS) -> None:
-    registry.apply_fill(Fill(f"t{next(_trade_ids)}", "ex", "", product_id, Side.SELL, D(price),
+    registry.apply_fill(Fill(f"t{next(_trade_ids):06d}", "ex", "", product_id, Side.SELL, D(price),
                              D(size), D(0), Liquidity.MAKER, time_ns))
 
 
