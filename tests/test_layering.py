@@ -122,7 +122,7 @@ def test_a_module_missing_from_the_layer_map_is_an_error():
 
 
 def test_the_rest_client_and_the_backfill_command_load_no_numba():
-    """Only the feed's fast path needs the frame scanner: `trader backfill` stays light."""
+    """Parsing and fetching need no compiled kernels: `trader backfill` starts light."""
     check = ("import sys, trader.coinbase.rest, trader.store.backfill.run; "
              "print(sorted(m for m in ('numba', 'llvmlite') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from trader.backoff import Backoff
-from trader.coinbase import fast_frames, messages
+from trader.coinbase import messages
 from trader.coinbase.reconnect import read_frames, reconnecting
 from trader.errors import FrameError
 from trader.types import Heartbeat, Quote
@@ -124,7 +124,8 @@ class MarketFeed:
         self._reconnected = True  # the next session's first minutes need repair
 
     async def _session(self, session: aiohttp.ClientSession) -> None:
-        # decode_text=False: frames stay bytes, which the frame scanner reads as they come
+        # decode_text=False: orjson reads the bytes (aiohttp's decoding would be a second UTF-8
+        # pass), and a frame of invalid UTF-8 stays a counted bad_json, not a dropped socket
         async with session.ws_connect(self.ws_url, max_msg_size=MAX_MSG_SIZE,
                                       autoclose=True, autoping=True, decode_text=False) as ws:
             self._ws = ws
@@ -164,7 +165,8 @@ class MarketFeed:
         self._last_frame_at = self._monotonic()
         self.counters["frames"] += 1
         try:
-            channel, seq, timestamp_ns, _, values, ignored = fast_frames.parse_frame(raw)
+            channel, seq, timestamp_ns, _, values, ignored = messages.parse_frame(
+                raw, trade_columns=True)
         except FrameError as exc:
             self.bad_frames[exc.reason] += 1
             return
@@ -172,9 +174,7 @@ class MarketFeed:
             self.counters["server_errors"] += 1
             log.error("market feed: server error: %s", values[0].message)
             return
-        if seq == self._last_seq + 1 and not self._reconnected:  # the common case, inlined
-            self._last_seq, self._last_time_ns = seq, timestamp_ns
-        elif not self._in_sequence(seq, timestamp_ns):
+        if not self._in_sequence(seq, timestamp_ns):
             return
         if ignored:
             return
