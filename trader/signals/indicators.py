@@ -5,28 +5,45 @@ holds, per distinct indicator, a state matrix `[slots, state_len]` (rows of the 
 `X_state`, see trader.kernels.indicators) and writes its outputs into two shared matrices
 `now` and `prev` `[slots, columns]`: the values at the bar just closed and at the bar before.
 
+The constructors take periods as whole numbers, an integral float included (a strategy passes
+its params as read from the float64 array, `sma(p[P.fast])`).
+
 Invariant: a slot's state is a fresh state stepped over every bar of its product since the
-state was last built, one `step_rows` call per indicator on each bar close. It is rebuilt, a
-fresh state stepped over the slot's bars in the window (its last `count` rows, so the next
-value equals a series computed from scratch over them), when that would not hold: a new
-indicator (a parameter changed: hot reload), a slot given to a new product, a slot whose
-window was rewritten (`ring.load_slot`: detected by its count, or told by `invalidate`).
+state was last built, one `step_rows` call (trader.kernels.bank) per indicator on each bar
+close. It is rebuilt, a fresh state stepped over the slot's bars in the window (its last
+`count` rows, so the next value equals a series computed from scratch over them), when that
+would not hold: a new indicator (a parameter changed: hot reload), a slot given to a new
+product, a slot whose window was rewritten (`ring.load_slot`: detected by its count, or told by
+`invalidate`).
 A gap row (NaN close) resets the slot's state, as it resets the window's count.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from trader.kernels import bank as bank_kernels
 from trader.kernels import indicators as k
-from trader.kernels.ring import CLOSE, FIELDS, HIGH, LOW, VOLUME, Window, last_n_all
+from trader.kernels.bank import (
+    ADX,
+    ATR,
+    BBANDS,
+    EMA,
+    MACD,
+    OBV,
+    RSI,
+    SMA,
+    STOCH,
+    VOLATILITY,
+    VWAP,
+    rebuild_rows,
+    step_rows,
+)
+from trader.kernels.ring import CLOSE, FIELDS, Window, last_n_all
 
-SMA, EMA, RSI, MACD, BBANDS, ATR, STOCH, ADX, OBV, VWAP, VOLATILITY = range(11)
 # kind -> (name, output names, state allocator)
 _KINDS = {
     SMA: ("sma", ("",), k.sma_state),
@@ -82,42 +99,48 @@ class Indicator:
         return f"{_KINDS[self.kind][0]}({', '.join(f'{p:g}' for p in self.params)})"
 
 
-def sma(period: int) -> Indicator:
+def column_names(indicators: Mapping[str, Indicator]) -> list[str]:
+    """The names of the `now`/`prev` columns of these indicators, in order: the key, or
+    `<key>_<output>` for an indicator with several outputs (`macd_signal`)."""
+    return [f"{key}_{out}" if out else key for key, i in indicators.items() for out in i.outputs]
+
+
+def sma(period: float) -> Indicator:
     """Simple moving average of the close."""
     return Indicator(SMA, (float(period),))
 
 
-def ema(period: int) -> Indicator:
+def ema(period: float) -> Indicator:
     """Exponential moving average of the close."""
     return Indicator(EMA, (float(period),))
 
 
-def rsi(period: int) -> Indicator:
+def rsi(period: float) -> Indicator:
     """Wilder's RSI of the close, 0..100."""
     return Indicator(RSI, (float(period),))
 
 
-def macd(fast: int, slow: int, signal: int) -> Indicator:
+def macd(fast: float, slow: float, signal: float) -> Indicator:
     """MACD of the close: columns macd, signal, hist."""
     return Indicator(MACD, (float(fast), float(slow), float(signal)))
 
 
-def bbands(period: int, nbdev: float) -> Indicator:
+def bbands(period: float, nbdev: float) -> Indicator:
     """Bollinger bands of the close: columns upper, middle, lower."""
     return Indicator(BBANDS, (float(period), float(nbdev)))
 
 
-def atr(period: int) -> Indicator:
+def atr(period: float) -> Indicator:
     """Wilder's average true range."""
     return Indicator(ATR, (float(period),))
 
 
-def stoch(fastk: int, slowk: int, slowd: int) -> Indicator:
+def stoch(fastk: float, slowk: float, slowd: float) -> Indicator:
     """Slow stochastic: columns k, d (0..100)."""
     return Indicator(STOCH, (float(fastk), float(slowk), float(slowd)))
 
 
-def adx(period: int) -> Indicator:
+def adx(period: float) -> Indicator:
     """Wilder's average directional index."""
     return Indicator(ADX, (float(period),))
 
@@ -127,144 +150,14 @@ def obv() -> Indicator:
     return Indicator(OBV, ())
 
 
-def vwap(period: int) -> Indicator:
+def vwap(period: float) -> Indicator:
     """Rolling VWAP of the typical price over `period` bars."""
     return Indicator(VWAP, (float(period),))
 
 
-def volatility(period: int) -> Indicator:
+def volatility(period: float) -> Indicator:
     """Sample stdev of the last `period` log returns."""
     return Indicator(VOLATILITY, (float(period),))
-
-
-# Adapters to one shape, (state, high, low, close, volume) -> tuple of outputs, so a single
-# loop serves every kind. Inlined into `_each`, each kind gets a loop of its own that LLVM
-# compiles with the step inlined: a shared loop switching on the kind per product kept the
-# calls and the array-view refcounts, and ran 4-10x slower.
-@njit(cache=True, inline="always")
-def _sma(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.sma_step(s, c),)
-
-
-@njit(cache=True, inline="always")
-def _ema(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.ema_step(s, c),)
-
-
-@njit(cache=True, inline="always")
-def _rsi(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.rsi_step(s, c),)
-
-
-@njit(cache=True, inline="always")
-def _macd(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float, float, float]:
-    return k.macd_step(s, c)
-
-
-@njit(cache=True, inline="always")
-def _bbands(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float, float, float]:
-    return k.bbands_step(s, c)
-
-
-@njit(cache=True, inline="always")
-def _atr(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.atr_step(s, h, lo, c),)
-
-
-@njit(cache=True, inline="always")
-def _stoch(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float, float]:
-    return k.stoch_step(s, h, lo, c)
-
-
-@njit(cache=True, inline="always")
-def _adx(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.adx_step(s, h, lo, c),)
-
-
-@njit(cache=True, inline="always")
-def _obv(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.obv_step(s, c, v),)
-
-
-@njit(cache=True, inline="always")
-def _vwap(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.vwap_step(s, h, lo, c, v),)
-
-
-@njit(cache=True, inline="always")
-def _volatility(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple[float]:
-    return (k.volatility_step(s, c),)
-
-
-@njit(cache=True, inline="always")
-def _each(step, states, fresh, rows, which, now, col, width):
-    """Step each slot in `which` by its row; a gap row (NaN close) resets the state instead."""
-    for i in range(states.shape[0]):
-        if not which[i]:
-            continue
-        c = rows[i, CLOSE]
-        if math.isnan(c):  # as the window's count resets on a gap
-            states[i, :] = fresh
-            for j in range(width):
-                now[i, col + j] = np.nan
-            continue
-        out = step(states[i], rows[i, HIGH], rows[i, LOW], c, rows[i, VOLUME])
-        for j in range(width):
-            now[i, col + j] = out[j]
-
-
-@njit(cache=True)
-def step_rows(kind: int, states: np.ndarray, fresh: np.ndarray, rows: np.ndarray,
-              which: np.ndarray, now: np.ndarray, col: int, width: int) -> None:
-    """Step the state of every slot in `which` by rows[slot]; outputs to now[slot, col:]."""
-    if kind == SMA:
-        _each(_sma, states, fresh, rows, which, now, col, width)
-    elif kind == EMA:
-        _each(_ema, states, fresh, rows, which, now, col, width)
-    elif kind == RSI:
-        _each(_rsi, states, fresh, rows, which, now, col, width)
-    elif kind == MACD:
-        _each(_macd, states, fresh, rows, which, now, col, width)
-    elif kind == BBANDS:
-        _each(_bbands, states, fresh, rows, which, now, col, width)
-    elif kind == ATR:
-        _each(_atr, states, fresh, rows, which, now, col, width)
-    elif kind == STOCH:
-        _each(_stoch, states, fresh, rows, which, now, col, width)
-    elif kind == ADX:
-        _each(_adx, states, fresh, rows, which, now, col, width)
-    elif kind == OBV:
-        _each(_obv, states, fresh, rows, which, now, col, width)
-    elif kind == VWAP:
-        _each(_vwap, states, fresh, rows, which, now, col, width)
-    else:
-        _each(_volatility, states, fresh, rows, which, now, col, width)
-
-
-@njit(cache=True)
-def rebuild_rows(kind: int, states: np.ndarray, fresh: np.ndarray, bars: np.ndarray,
-                 counts: np.ndarray, which: np.ndarray, now: np.ndarray, prev: np.ndarray,
-                 col: int, width: int) -> None:
-    """Fresh state stepped over the last counts[slot] rows of bars[slot] for each slot in which."""
-    n, size = bars.shape[0], bars.shape[1]
-    rows, live = np.empty((n, bars.shape[2])), np.zeros(n, np.bool_)
-    for i in range(n):
-        if which[i]:
-            states[i, :] = fresh
-            for j in range(width):
-                now[i, col + j] = prev[i, col + j] = np.nan
-    for r in range(size):
-        stepped = False
-        for i in range(n):
-            live[i] = which[i] and counts[i] >= size - r
-            if live[i]:
-                stepped = True
-                rows[i, :] = bars[i, r]
-                if r == size - 1:
-                    for j in range(width):
-                        prev[i, col + j] = now[i, col + j]
-        if stepped:
-            step_rows(kind, states, fresh, rows, live, now, col, width)
 
 
 class _Slot:
@@ -364,8 +257,5 @@ class IndicatorBank:
 
 
 def warmup() -> None:
-    """Compile (or load from the numba cache) the batch kernels on tiny inputs."""
-    fresh = sma(2).new_state()
-    states, now = np.tile(fresh, (2, 1)), np.full((2, 1), np.nan)
-    rebuild_rows(SMA, states, fresh, np.ones((2, 4, FIELDS)), np.array([4, 0]),
-                 np.array([True, False]), now, now.copy(), 0, 1)  # steps through step_rows
+    """Compile (or load from the numba cache) the bank's batch kernels on tiny inputs."""
+    bank_kernels.warmup()
