@@ -25,14 +25,14 @@ P = param_index(PARAMS)
 
 
 def indicators(p):
-    return {"fast": ema(p["fast"]), "slow": ema(p["slow"]), "rsi": rsi(p["rsi_period"])}
+    return {"fast": ema(p[P.fast]), "slow": ema(p[P.slow]), "rsi": rsi(p[P.rsi_period])}
 
 
 C = columns(indicators, PARAMS)
 
 
 def validate(p):
-    return [] if p["fast"] < p["slow"] else [("fast", f"must be < slow ({p['slow']})")]
+    return [] if p[P.fast] < p[P.slow] else [("fast", f"must be < slow ({p[P.slow]:g})")]
 
 
 REASONS = {ENTER_LONG: "golden EMA cross with RSI above rsi_buy",
@@ -40,7 +40,7 @@ REASONS = {ENTER_LONG: "golden EMA cross with RSI above rsi_buy",
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
+def decide(now, prev, bars, p):
     spread, was = now[C.fast] - now[C.slow], prev[C.fast] - prev[C.slow]
     strength = now[C.rsi]
     score = (strength - 50.0) / 50.0

@@ -17,10 +17,10 @@ from trader.strategy import (
     param_index,
     pipeline,
     rsi,
-    sma,
 )
 
 INTERVAL = "5m"
+BARS = 2  # the previous close too, for the exit cross
 PARAMS = {
     "trend": Param(100, low=10, high=1000),
     "rsi_period": Param(14, low=2, high=100),
@@ -35,16 +35,15 @@ P = param_index(PARAMS)
 
 
 def indicators(p):
-    # sma(1) is the close itself: its `prev` column is the previous close, for the exit cross
-    return {"trend": ema(p["trend"]), "rsi": rsi(p["rsi_period"]), "macd": macd(12, 26, 9),
-            "atr": atr(p["atr_period"]), "close": sma(1)}
+    return {"trend": ema(p[P.trend]), "rsi": rsi(p[P.rsi_period]), "macd": macd(12, 26, 9),
+            "atr": atr(p[P.atr_period])}
 
 
 C = columns(indicators, PARAMS)
 
 
 def validate(p):
-    return [] if p["rsi_low"] < p["rsi_high"] else [("rsi_low", "must be < rsi_high")]
+    return [] if p[P.rsi_low] < p[P.rsi_high] else [("rsi_low", "must be < rsi_high")]
 
 
 REASONS = {ENTER_LONG: "trend, momentum and volatility agree; MACD crossed above its signal",
@@ -52,40 +51,40 @@ REASONS = {ENTER_LONG: "trend, momentum and volatility agree; MACD crossed above
 
 
 @njit(cache=True)
-def trend(now, prev, bar, p):
-    gap = (bar[CLOSE] - now[C.trend]) / now[C.trend]
+def trend(now, prev, bars, p):
+    gap = (bars[-1, CLOSE] - now[C.trend]) / now[C.trend]
     return gap > 0.0, max(-1.0, min(1.0, 100.0 * gap))
 
 
 @njit(cache=True)
-def momentum(now, prev, bar, p):
+def momentum(now, prev, bars, p):
     r = now[C.rsi]
     return p[P.rsi_low] < r < p[P.rsi_high] and now[C.macd_macd] > 0.0, (r - 50.0) / 50.0
 
 
 @njit(cache=True)
-def gate(now, prev, bar, p):
-    atr_pct = 100.0 * now[C.atr] / bar[CLOSE]
+def gate(now, prev, bars, p):
+    atr_pct = 100.0 * now[C.atr] / bars[-1, CLOSE]
     calm = 1.0 - atr_pct / p[P.atr_max_pct] if p[P.atr_max_pct] > 0.0 else 0.0
-    return atr_pct <= p[P.atr_max_pct] and bar[VOLUME] > 0.0, max(-1.0, min(1.0, calm))
+    return atr_pct <= p[P.atr_max_pct] and bars[-1, VOLUME] > 0.0, max(-1.0, min(1.0, calm))
 
 
 @njit(cache=True)
-def trigger(now, prev, bar, p):
+def trigger(now, prev, bars, p):
     crossed = prev[C.macd_macd] <= prev[C.macd_signal] and now[C.macd_macd] > now[C.macd_signal]
     return crossed, 1.0 if crossed else 0.0
 
 
 @njit(cache=True)
-def trend_broken(now, prev, bar, p):
+def trend_broken(now, prev, bars, p):
     # the cross, not the state: one exit signal per break rather than one per bar below
-    return prev[C.close] >= prev[C.trend] and bar[CLOSE] < now[C.trend], 1.0
+    return bars[-2, CLOSE] >= prev[C.trend] and bars[-1, CLOSE] < now[C.trend], 1.0
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
-    close, width = bar[CLOSE], now[C.atr]
-    steps = (trend(now, prev, bar, p), momentum(now, prev, bar, p), gate(now, prev, bar, p),
-             trigger(now, prev, bar, p))
-    return pipeline(steps, trend_broken(now, prev, bar, p),
+def decide(now, prev, bars, p):
+    close, width = bars[-1, CLOSE], now[C.atr]
+    steps = (trend(now, prev, bars, p), momentum(now, prev, bars, p), gate(now, prev, bars, p),
+             trigger(now, prev, bars, p))
+    return pipeline(steps, trend_broken(now, prev, bars, p),
                     close - p[P.stop_atr] * width, close + p[P.target_atr] * width)

@@ -14,10 +14,10 @@ from trader.strategy import (
     macd,
     njit,
     param_index,
-    sma,
 )
 
 INTERVAL = "5m"
+BARS = 2  # the previous close too, for the exit cross
 PARAMS = {
     "bb_period": Param(20, low=2, high=500),
     "bb_dev": Param(2.0, low=0.5, high=5.0),
@@ -30,16 +30,15 @@ P = param_index(PARAMS)
 
 
 def indicators(p):
-    # sma(1) is the close itself: its `prev` column is the previous close, for the exit cross
-    return {"bb": bbands(p["bb_period"], p["bb_dev"]),
-            "macd": macd(p["fast"], p["slow"], p["signal"]), "close": sma(1)}
+    return {"bb": bbands(p[P.bb_period], p[P.bb_dev]),
+            "macd": macd(p[P.fast], p[P.slow], p[P.signal])}
 
 
 C = columns(indicators, PARAMS)
 
 
 def validate(p):
-    return [] if p["fast"] < p["slow"] else [("fast", f"must be < slow ({p['slow']})")]
+    return [] if p[P.fast] < p[P.slow] else [("fast", f"must be < slow ({p[P.slow]:g})")]
 
 
 REASONS = {ENTER_LONG: "close below the lower band, MACD histogram rising",
@@ -47,14 +46,15 @@ REASONS = {ENTER_LONG: "close below the lower band, MACD histogram rising",
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
-    close, upper, middle, lower = bar[CLOSE], now[C.bb_upper], now[C.bb_middle], now[C.bb_lower]
+def decide(now, prev, bars, p):
+    close, was = bars[-1, CLOSE], bars[-2, CLOSE]  # BARS = 2: this bar's close and the last
+    upper, middle, lower = now[C.bb_upper], now[C.bb_middle], now[C.bb_lower]
     half = upper - middle
     # below the middle is bullish for a mean reverter: +1 at the lower band, -1 at the upper
     score = max(-1.0, min(1.0, (middle - close) / half)) if half > 0.0 else 0.0
     if close < lower and now[C.macd_hist] > prev[C.macd_hist]:
         stop = close - p[P.stop_dev] * half / p[P.bb_dev] if p[P.stop_dev] > 0.0 else NAN
         return score, ENTER_LONG, stop, middle
-    if prev[C.close] <= prev[C.bb_upper] and close > upper:
+    if was <= prev[C.bb_upper] and close > upper:
         return score, EXIT, NAN, NAN
     return score, HOLD, NAN, NAN

@@ -1,6 +1,7 @@
 """SMA crossover: enter long when the fast SMA crosses above the slow one, exit on the cross below.
 
-Copy this file to start a strategy of your own; the rules of the API are in trader/strategy.py.
+Copy this file to start a strategy of your own; the API, with this file walked through line by
+line, is strategies/README.md.
 """
 
 from trader.strategy import (
@@ -21,18 +22,18 @@ PARAMS = {
     "fast": Param(10, low=2, high=200),
     "slow": Param(30, low=3, high=500),
 }
-P = param_index(PARAMS)  # p[P.fast]: positions in the params array decide() receives
+P = param_index(PARAMS)  # p[P.fast]: every function below reads a parameter this way
 
 
 def indicators(p):
-    return {"fast": sma(p["fast"]), "slow": sma(p["slow"])}
+    return {"fast": sma(p[P.fast]), "slow": sma(p[P.slow])}
 
 
 C = columns(indicators, PARAMS)  # now[C.fast]: positions of the indicator columns
 
 
 def validate(p):
-    return [] if p["fast"] < p["slow"] else [("fast", f"must be < slow ({p['slow']})")]
+    return [] if p[P.fast] < p[P.slow] else [("fast", f"must be < slow ({p[P.slow]:g})")]
 
 
 REASONS = {ENTER_LONG: "fast SMA crossed above slow SMA",
@@ -40,11 +41,11 @@ REASONS = {ENTER_LONG: "fast SMA crossed above slow SMA",
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
+def decide(now, prev, bars, p):
     spread = now[C.fast] - now[C.slow]
     was = prev[C.fast] - prev[C.slow]
     # score: the spread relative to price, saturating at 1 % (a tanh-like clip)
-    score = max(-1.0, min(1.0, 100.0 * spread / bar[CLOSE]))
+    score = max(-1.0, min(1.0, 100.0 * spread / bars[-1, CLOSE]))
     if was <= 0.0 < spread:  # NaN compares false, so warm-up bars never cross
         return score, ENTER_LONG, NAN, NAN
     if was >= 0.0 > spread:

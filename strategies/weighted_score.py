@@ -32,7 +32,7 @@ P = param_index(PARAMS)
 
 
 def indicators(p):
-    return {"rsi": rsi(p["rsi_period"]), "fast": ema(p["ma_fast"]), "slow": ema(p["ma_slow"]),
+    return {"rsi": rsi(p[P.rsi_period]), "fast": ema(p[P.ma_fast]), "slow": ema(p[P.ma_slow]),
             "macd": macd(12, 26, 9)}
 
 
@@ -41,10 +41,10 @@ C = columns(indicators, PARAMS)
 
 def validate(p):
     errors = []
-    if p["w_rsi"] + p["w_ma"] + p["w_macd"] <= 0.0:
+    if p[P.w_rsi] + p[P.w_ma] + p[P.w_macd] <= 0.0:
         errors.append(("w_rsi", "the weights must not all be 0"))
-    if p["sell"] >= p["buy"]:
-        errors.append(("sell", f"must be < buy ({p['buy']})"))
+    if p[P.sell] >= p[P.buy]:
+        errors.append(("sell", f"must be < buy ({p[P.buy]:g})"))
     return errors
 
 
@@ -64,7 +64,7 @@ def score_of(v, p):
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
+def decide(now, prev, bars, p):
     score, was = score_of(now, p), score_of(prev, p)
     if was < p[P.buy] <= score:  # crosses only: one signal per swing, not one per bar
         return score, ENTER_LONG, NAN, NAN

@@ -14,20 +14,23 @@ from tests.helpers import DaemonProcess, shipped_config, start_daemon, wait_for
 # Enters on every up-close and exits on every down-close: trades often, for tests only.
 FLIP = '''
 from trader.strategy import CLOSE, ENTER_LONG, EXIT, HOLD, NAN, Param, columns, njit, sma
+from trader.strategy import param_index
 
 INTERVAL = "1m"
 PARAMS = {"n": Param(2, low=1, high=10)}
+P = param_index(PARAMS)
 
 
 def indicators(p):
-    return {"avg": sma(p["n"])}
+    return {"avg": sma(p[P.n])}
 
 
 C = columns(indicators, PARAMS)
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
+def decide(now, prev, bars, p):
+    bar = bars[-1]
     if bar[CLOSE] > now[C.avg]:
         return 1.0, ENTER_LONG, NAN, NAN
     if bar[CLOSE] < now[C.avg]:

@@ -19,8 +19,8 @@ import pytest
 from trader.config import StrategyConfig
 from trader.kernels import indicators as k
 from trader.kernels import ring
+from trader.signals.loader import load_strategies
 from trader.signals.runner import StrategyRunner
-from trader.strategy import load_strategies
 from trader.types import Action
 
 REPO = Path(__file__).resolve().parents[2]

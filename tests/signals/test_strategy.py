@@ -14,18 +14,14 @@ from numba import njit
 from trader.config import StrategyConfig
 from trader.kernels import indicators as k
 from trader.kernels import ring
-from trader.signals.runner import StrategyRunner
-from trader.strategy import (
-    ENTER_LONG,
-    EXIT,
-    HOLD,
-    NAN,
+from trader.signals.loader import (
     LoadedStrategy,
     load_strategies,
     load_strategy,
-    pipeline,
     reload_strategies,
 )
+from trader.signals.runner import StrategyRunner
+from trader.strategy import ENTER_LONG, EXIT, HOLD, NAN, pipeline
 from trader.types import Action, Signal
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "coinbase_ETH-USD_1m.csv.gz"
@@ -42,14 +38,15 @@ P = param_index(PARAMS)
 
 
 def indicators(p):
-    return {"sma": sma(p["period"])}
+    return {"sma": sma(p[P.period])}
 
 
 C = columns(indicators, PARAMS)
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
+def decide(now, prev, bars, p):
+    bar = bars[-1]
     x = bar[CLOSE] - now[C.sma]
     if x > p[P.margin]:
         return 0.5, ENTER_LONG, bar[CLOSE] * 0.9, NAN
@@ -176,7 +173,7 @@ def test_reload_keeps_the_previous_version_when_the_new_file_fails(tmp_path):
     new, errors = reload_strategies(tmp_path, configs, first)
     assert errors == [] and new["minimal"] is not first["minimal"]
     ones = np.ones(1)
-    assert new["minimal"].module.decide(ones, ones, np.full(6, 2.0), ones)[0] == 0.75
+    assert new["minimal"].module.decide(ones, ones, np.full((1, 6), 2.0), ones)[0] == 0.75
     changed, errors = reload_strategies(
         tmp_path, {"minimal": StrategyConfig(params={"period": 30})}, new)
     assert errors == [] and changed["minimal"].params["period"] == 30

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from trader.kernels import ring
+from trader.kernels.decide import HOLD, decide_all
 from trader.kernels.ring import Window
 from trader.signals.indicators import Indicator, IndicatorBank
-from trader.strategy import _ACTION_OF, HOLD, LoadedStrategy, decide_all
+from trader.signals.loader import ACTIONS, LoadedStrategy
 from trader.types import Signal
 
 
@@ -43,8 +44,9 @@ class StrategyRunner:
         """Run one bar close of every interval on a tiny window, so the kernels are compiled
         (or loaded from the cache) for the very argument types of live bar closes, not on the
         event loop at the first real one. Leaves no state behind."""
+        capacity = max([4, *(s.bars for s in self.strategies.values())])
         for interval_s in {s.interval_s for s in self.strategies.values()}:
-            window = ring.new_window(2, 4)
+            window = ring.new_window(2, capacity)
             for _ in range(3):
                 ring.push_all(window.buf, window.head, window.count, np.ones((2, ring.FIELDS)))
             self.on_bar_close(interval_s, 0, window, {"WARM-UP": 0})
@@ -90,8 +92,8 @@ class StrategyRunner:
             if cols is None:
                 cols = self._columns[strategy.name] = bank.columns(strategy.indicators)
             mask = self._mask(strategy, window, bank, allowed_mask)
-            decide_all(strategy.decide, bank.now, bank.prev, cols, bank.rows, mask,
-                       strategy.param_array, out)
+            decide_all(strategy.decide, bank.now, bank.prev, cols, window.buf, window.head,
+                       strategy.bars, mask, strategy.param_array, out)
             keep = mask if self.emit_holds else mask & (out[:, 1] != HOLD)
             signals += _signals(strategy, self._products, bar_time_s, np.flatnonzero(keep), out)
         return signals
@@ -120,7 +122,7 @@ def _signals(strategy: LoadedStrategy, products: Mapping[int, str], bar_time_s: 
     """Signal values for the decisions out[slots] of one strategy."""
     bar_time_ns = bar_time_s * 1_000_000_000
     name, reasons = strategy.name, strategy.reasons
-    return [Signal(name, products[slot], bar_time_ns, score, _ACTION_OF[int(code)],
+    return [Signal(name, products[slot], bar_time_ns, score, ACTIONS[int(code)],
                    None if stop != stop else stop,  # NaN: none
                    None if take_profit != take_profit else take_profit, reasons[int(code)])
             for slot, (score, code, stop, take_profit)
