@@ -167,3 +167,39 @@ def test_decide_writes_into_a_copy_of_the_bars_never_the_window(tmp_path):
         ring.push_all(window.buf, window.head, window.count, np.full((1, ring.FIELDS), 5.0))
         runner.on_bar_close(60, 60 * t, window, {"X-USD": 0})
     assert (window.buf[0, :, ring.CLOSE][~np.isnan(window.buf[0, :, ring.CLOSE])] == 5.0).all()
+
+
+README = Path(__file__).resolve().parents[2] / "strategies" / "README.md"
+
+
+def readme_example() -> str:
+    """The worked example of strategies/README.md: the python block after its heading."""
+    text = README.read_text().split("## A worked example", 1)[1]
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_loads_enters_and_exits(tmp_path):
+    _, loaded = load(tmp_path, readme_example(), "breakout")
+    assert isinstance(loaded, LoadedStrategy)
+    assert (loaded.bars, loaded.warmup_bars) == (21, 51)  # as the walk-through says
+    runner = StrategyRunner({"breakout": loaded})  # on its INTERVAL, 5m
+    window = ring.new_window(1, 200)
+    closes = np.concatenate([np.linspace(100.0, 90.0, 60), np.linspace(90.0, 120.0, 60),
+                             np.linspace(120.0, 100.0, 40)])
+    actions = []
+    for t, close in enumerate(closes):
+        row = np.array([[300.0 * t, close, close * 1.001, close * 0.999, close, 1.0]])
+        ring.push_all(window.buf, window.head, window.count, row)
+        actions += [(s.action, s.stop) for s in runner.on_bar_close(300, 300 * t, window,
+                                                                   {"X-USD": 0})]
+    assert {a for a, _ in actions} == {Action.ENTER_LONG, Action.EXIT}
+    assert all(stop is not None for a, stop in actions if a == Action.ENTER_LONG)
+
+
+def test_the_readme_examples_mistake_is_reported_as_it_says(tmp_path):
+    text = readme_example().replace("bars[:-1, HIGH].max()", "bars[-22, HIGH]")
+    line, reason = error_of(tmp_path, text, "breakout")
+    assert line == str(line_of(text, "bars[-22, HIGH]"))
+    assert reason.startswith("IndexError: index -22 is out of bounds for axis 0 with size 21")
+    assert reason.endswith("(trial run of decide: now/prev have 2 columns, bars 21 rows (BARS), "
+                           "p 3 params)")
