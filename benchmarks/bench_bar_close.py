@@ -1,6 +1,6 @@
 """Bar close for 500 products across 1m, 5m and 1h windows, and the batch trade fold.
 
-Run: .venv/bin/python benchmarks/bench_bar_close.py
+Run: .venv/bin/python -m benchmarks --only bar_close [--quick]
 A bar close (windows only): close the minute for every product, push the rows to the 1m
 window, fold them into 5m and 1h, push those when due; capacity 1,000 bars per window. Target
 under 1 ms. Baseline, same run, same trades: "naive: per-product Python loop, dict candles,
@@ -10,10 +10,11 @@ np.roll windows". Trades are synthetic; each minute about half the products trad
 from __future__ import annotations
 
 import itertools
-import platform
+import sys
 import time
 
 import numpy as np
+from figures import Figure, report
 
 from trader.kernels import candles as ck
 from trader.kernels import ring
@@ -24,6 +25,7 @@ INTERVALS_S = (300, 3_600)
 CLOSES = 6_000  # 100 hours: 100 1h bars, 1,200 5m bars; the 1m window wraps six times
 NAIVE_CLOSES = 300
 FRAMES = 200_000
+QUICK = 5  # --quick: a fifth of the closes and frames (the 1m window still wraps)
 T0_NS = 1_700_000_000 // 3600 * 3600 * 10**9
 
 
@@ -128,9 +130,9 @@ def bench_naive(trades: list[tuple[np.ndarray, ...]]) -> np.ndarray:
     return took
 
 
-def bench_fold(rng: np.random.Generator) -> tuple[int, float, int]:
-    """Trades, seconds and bar closes of FRAMES frames of 10-50 trades through fold_trades."""
-    sizes = rng.integers(10, 51, FRAMES)
+def bench_fold(rng: np.random.Generator, count: int) -> tuple[int, float, int]:
+    """Trades, seconds and bar closes of `count` frames of 10-50 trades through fold_trades."""
+    sizes = rng.integers(10, 51, count)
     n = int(sizes.sum())
     slots = rng.integers(0, PRODUCTS, n).astype(np.int64)
     times = T0_NS + np.sort(rng.integers(0, 60 * ck.MINUTE_NS, n))  # one hour of trades
@@ -159,35 +161,27 @@ def bench_fold(rng: np.random.Generator) -> tuple[int, float, int]:
     return n, time.perf_counter() - t, closes
 
 
-def main() -> None:
+def run(quick: bool) -> list[Figure]:
+    closes, naive_closes, frames = ((CLOSES // QUICK, NAIVE_CLOSES // QUICK, FRAMES // QUICK)
+                                    if quick else (CLOSES, NAIVE_CLOSES, FRAMES))
     ring.warmup()
     ck.warmup()
     rng = np.random.default_rng(7)
-    trades = [minute_trades(rng, k) for k in range(CLOSES)]
+    trades = [minute_trades(rng, k) for k in range(closes)]
     fast = bench_kernels(trades) / 1e3
-    slow = bench_naive(trades[:NAIVE_CLOSES]) / 1e3
-    print(
-        f"machine: {platform.machine()} {platform.processor()}".rstrip(),
-        f"python {platform.python_version()}",
-    )
-    print(
-        f"bar close, {PRODUCTS} products, 1m+5m+1h windows of {CAPACITY:,} bars, {CLOSES:,} closes:"
-    )
-    print(f"  kernels  median {np.median(fast):8.1f} us   p99 {np.percentile(fast, 99):8.1f} us")
-    print(
-        f"  baseline median {np.median(slow):8.1f} us   p99 {np.percentile(slow, 99):8.1f} us"
-        f"   ({NAIVE_CLOSES} closes; naive: per-product Python loop, dict candles, np.roll windows)"
-    )
-    print(
-        f"  ratio baseline/kernels (median): {np.median(slow) / np.median(fast):.0f}x",
-        "  (target < 1000 us per bar close)",
-    )
-    n, secs, closes = bench_fold(rng)
-    print(
-        f"trade fold, {FRAMES:,} frames of 10-50 trades over {PRODUCTS} products ({closes} minute"
-        f" closes included): {n / secs:,.0f} trades/s, {secs / FRAMES * 1e6:.2f} us per frame"
-    )
+    slow = bench_naive(trades[:naive_closes]) / 1e3
+    n, secs, _ = bench_fold(rng, frames)
+    what = f"bar close, {PRODUCTS} products, 1m+5m+1h windows of {CAPACITY:,} bars"
+    naive = "naive Python loop, dict candles, np.roll windows"
+    return [
+        Figure("market data", f"{what}, median of {closes:,}", float(np.median(fast)), "µs",
+               ("<", 1000.0), naive, float(np.median(slow)), higher_is_better=False),
+        Figure("market data", f"{what}, p99", float(np.percentile(fast, 99)), "µs",
+               ("<", 1000.0), naive, float(np.percentile(slow, 99)), higher_is_better=False),
+        Figure("market data", "batch trade fold (kernel only), frames of 10-50 trades",
+               n / secs, "trades/s"),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))

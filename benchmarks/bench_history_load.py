@@ -1,45 +1,34 @@
 """Loading 5 years of 1-minute candles of one product from PostgreSQL into numpy arrays.
 
-Run: .venv/bin/python benchmarks/bench_history_load.py [--rows N]
+Run: .venv/bin/python -m benchmarks --only history_load [--quick]
 Starts its own throwaway PostgreSQL (tests.pg.PostgresServer), COPYs 2,628,000 candles into
-`candles` (the real Coinbase BTC-USD 1m file of ../shared/data tiled over consecutive minutes),
-then times `load_candles` (binary COPY parsed by numpy) for all of them, best of
-REPEATS, against the baseline: asyncpg `fetch` of the same rows into numpy arrays.
+`candles` (the real Coinbase BTC-USD 1m file of tests/data tiled over consecutive minutes;
+--quick: a tenth), then times `load_candles` (binary COPY parsed by numpy) for all of them,
+best of REPEATS, against the baseline: asyncpg `fetch` of the same rows into numpy arrays.
+Target: under 2 s for 2,628,000 rows (none for --quick).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import platform
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 import numpy as np
+from figures import FIVE_YEARS_1M, REPO, Figure, minutes, report
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(REPO))
 
-from tests.pg import PostgresServer, find_bin_dir
+from tests.pg import INSTALL_HINT, PostgresServer, find_bin_dir
 from trader.kernels.series import CandleArrays
 from trader.store import schema
-from trader.store.history import candles_copy_data, load_candles, read_candle_file
+from trader.store.history import candles_copy_data, load_candles
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinbase_BTC-USD_1m.csv.gz"
-ROWS = 2_628_000
 REPEATS = 5
-START_S = 1_500_000_000 // 60 * 60
+TARGET_S = 2.0
 PRODUCT = "BTC-USD"
-
-
-def tiled(rows: int) -> CandleArrays:
-    """The real file's prices and volumes repeated to `rows` bars on consecutive minutes."""
-    real = read_candle_file(DATA)
-    index = np.arange(rows) % len(real)
-    return CandleArrays(START_S + 60 * np.arange(rows, dtype=np.int64),
-                        *(np.ascontiguousarray(c[index]) for c in real.columns()[1:]))
 
 
 async def once(data: bytes) -> AsyncIterator[bytes]:
@@ -76,41 +65,38 @@ async def best_s(fn: Callable[[], Awaitable[CandleArrays]], repeats: int) -> flo
     return best
 
 
-async def measure(dsn: str, rows: int) -> None:
+async def measure(dsn: str, rows: int, repeats: int) -> tuple[float, float]:
+    """(best seconds of load_candles, best seconds of the baseline)"""
     conn = await asyncpg.connect(dsn)
     try:
         await schema.migrate(conn)
-        candles = tiled(rows)
-        print(f"COPY of {rows:,} candles into the table: {await fill(conn, candles):.2f} s")
+        candles = minutes(PRODUCT, rows)
+        await fill(conn, candles)
         got = await load_candles(conn, PRODUCT, 60)
         assert all(np.array_equal(a, b) for a, b in zip(got.columns(), candles.columns(),
                                                          strict=True)), "not bit-exact"
-        ours = await best_s(lambda: load_candles(conn, PRODUCT, 60), REPEATS)
-        theirs = await best_s(lambda: baseline_fetch(conn), max(1, REPEATS // 2))
+        ours = await best_s(lambda: load_candles(conn, PRODUCT, 60), repeats)
+        theirs = await best_s(lambda: baseline_fetch(conn), max(1, repeats // 2))
     finally:
         await conn.close()
-    print(f"load_candles (binary COPY parsed by numpy): {ours:.3f} s best of {REPEATS} "
-          f"({rows / ours / 1e6:.2f} M rows/s; target < 2 s for 2,628,000)")
-    print(f"baseline asyncpg fetch into numpy:           {theirs:.3f} s; "
-          f"ratio {theirs / ours:.1f}x")
+    return ours, theirs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=ROWS)
-    args = parser.parse_args()
-    print(f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}, "
-          f"numpy {np.__version__}, asyncpg {asyncpg.__version__}")
+def run(quick: bool) -> list[Figure]:
+    rows, repeats = (FIVE_YEARS_1M // 10, 2) if quick else (FIVE_YEARS_1M, REPEATS)
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
+        raise RuntimeError(INSTALL_HINT)
     server = PostgresServer(bin_dir)
     try:
         server.start()
-        asyncio.run(measure(server.dsn, args.rows))
+        ours, theirs = asyncio.run(measure(server.dsn, rows, repeats))
     finally:
         server.close()
+    return [Figure("storage", f"load_candles, {rows:,} 1m candles of one product into numpy, "
+                   f"best of {repeats}", ours, "s", None if quick else ("<", TARGET_S),
+                   "asyncpg fetch into numpy", theirs, higher_is_better=False)]
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))

@@ -1,44 +1,34 @@
 """Indicator kernels vs TA-Lib over 2,628,000 one-minute bars (5 years), same input, same run.
 
-Run: .venv/bin/python benchmarks/bench_indicators.py
-Input: the real Binance BTC-USDT 1m candles of ../shared/data, tiled to 2,628,000 bars.
-Each figure is the best of REPEATS runs after a warm-up call. VWAP and volatility have no
-TA-Lib twin; their baseline is a vectorised numpy equivalent.
+Run: .venv/bin/python -m benchmarks --only indicators [--quick]
+Input: the real Coinbase BTC-USD 1m candles of tests/data, tiled to 2,628,000 bars
+(--quick: a tenth). Each figure is the best of REPEATS runs after a warm-up call. Target: at
+most 2x TA-Lib's time for the same function in the same run ("TA-Lib speed"). VWAP and
+volatility have no TA-Lib twin; their baseline is a vectorised numpy equivalent, no target.
 """
 
 from __future__ import annotations
 
-import gzip
-import platform
+import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import talib
+from figures import FIVE_YEARS_1M, Figure, minutes, report
 from numpy.lib.stride_tricks import sliding_window_view
 
 from trader.kernels import indicators as ind
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance_BTC-USDT_1m.csv.gz"
-BARS = 2_628_000
 REPEATS = 5
+TALIB_FACTOR = 2.0
 
 
-def load_bars() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """High, low, close, volume of the real file, tiled to BARS contiguous float64 arrays."""
-    with gzip.open(DATA, "rt") as f:
-        table = np.loadtxt(f, delimiter=",", skiprows=1)
-    reps = -(-BARS // len(table))
-    tiled = np.tile(table, (reps, 1))[:BARS]
-    return tuple(np.ascontiguousarray(tiled[:, col]) for col in (2, 3, 4, 5))
-
-
-def best_time(fn: Callable[[], object]) -> float:
-    """Best wall time of REPEATS calls, after one untimed call (JIT, caches)."""
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of `repeats` calls, after one untimed call (JIT, caches)."""
     fn()
     best = float("inf")
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - start)
@@ -84,18 +74,22 @@ def cases(h, l, c, v):  # noqa: E741
     ]
 
 
-def main() -> None:
-    start = time.perf_counter()
+def run(quick: bool) -> list[Figure]:
+    bars = FIVE_YEARS_1M // 10 if quick else FIVE_YEARS_1M
+    repeats = 2 if quick else REPEATS
     ind.warmup()
-    print(f"warmup(): {time.perf_counter() - start:.2f} s (cold unless the numba cache is warm)")
-    h, l, c, v = load_bars()  # noqa: E741
-    print(f"{BARS:,} bars, best of {REPEATS}; {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}")
-    print(f"{'indicator':<16}{'ours s':>10}{'baseline s':>12}  {'baseline':<8}{'ours/base':>10}")
+    candles = minutes("BTC-USD", bars)
+    h, l, c, v = candles.high, candles.low, candles.close, candles.volume  # noqa: E741
+    out = []
     for name, ours, base_name, base in cases(h, l, c, v):
-        t_ours, t_base = best_time(ours), best_time(base)
-        print(f"{name:<16}{t_ours:>10.4f}{t_base:>12.4f}  {base_name:<8}{t_ours / t_base:>10.2f}")
+        t_ours, t_base = best_time(ours, repeats) * 1e3, best_time(base, repeats) * 1e3
+        talib_twin = base_name == "talib"
+        out.append(Figure(
+            "indicators", f"{name}, {bars:,} bars, best of {repeats}", t_ours, "ms",
+            ("<=", TALIB_FACTOR * t_base) if talib_twin else None,
+            "TA-Lib" if talib_twin else "numpy", t_base, higher_is_better=False))
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))

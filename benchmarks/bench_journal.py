@@ -1,6 +1,7 @@
 """Journal record latency: `Journal.intent` until the record is durable, p50 and p99.
 
-Run: .venv/bin/python benchmarks/bench_journal.py [--records 2000] [--dir /tmp]
+Run: .venv/bin/python -m benchmarks --only journal [--quick]
+2,000 records (--quick: 400) in a temp dir (the disk under $TMPDIR).
 
 Ours: the journal as the daemon uses it (O_DSYNC writes into zeros written ahead). Baseline,
 same run, same directory, same record bytes: append with O_APPEND, then `fdatasync` (what the
@@ -10,20 +11,21 @@ both.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+from figures import Figure, report
 
 from trader.execution.journal import Journal
 
 INTENT = {"strategy": "sma_cross", "product_id": "BTC-USD", "side": "BUY", "kind": "entry",
           "order_type": "limit", "size": "0.00123456", "limit_price": "67123.45",
           "post_only": True, "bar_time_s": 1786300000, "attempt": 0}
+RECORDS = 2_000
 
 
 def measure(directory: Path, records: int) -> tuple[list[float], list[float]]:
@@ -53,22 +55,16 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=2000)
-    parser.add_argument("--dir", default=None, help="a directory on the disk to measure")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.dir) as temp:
-        ours, baseline = measure(Path(temp), args.records)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; "
-          f"load average {os.getloadavg()[0]:.2f}; {args.records} records")
-    for name, values in (("journal (O_DSYNC, zeros ahead)", ours),
-                         ("baseline (append + fdatasync)", baseline)):
-        print(f"  {name:32} p50 {quantile(values, 0.5):7.1f}  p99 {quantile(values, 0.99):7.1f}"
-              f"  max {max(values):8.1f} us")
-    print(f"  ratio baseline / ours: p50 {quantile(baseline, 0.5) / quantile(ours, 0.5):.2f}x, "
-          f"p99 {quantile(baseline, 0.99) / quantile(ours, 0.99):.2f}x")
+def run(quick: bool) -> list[Figure]:
+    records = RECORDS // 5 if quick else RECORDS
+    with tempfile.TemporaryDirectory() as temp:
+        ours, baseline = measure(Path(temp), records)
+    what = f"journal intent until durable (O_DSYNC, zeros ahead), {records:,} records"
+    base = "append + fdatasync"
+    return [Figure("trading", f"{what}, {name}", quantile(ours, q), "µs", None, base,
+                   quantile(baseline, q), higher_is_better=False)
+            for name, q in (("p50", 0.5), ("p99", 0.99))]
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))

@@ -1,18 +1,18 @@
 """Daemon memory with 500 products x 3 intervals x 1,000-bar windows over a simulated run.
 
-Run: .venv/bin/python benchmarks/bench_rss.py [--minutes 30]
+Run: .venv/bin/python -m benchmarks --only rss [--quick]
 A simulator (in this process) replays the bundled real candles under 500 product ids (each
 id replays one of the three files); a `trader run` subprocess subscribes to all 500 with
 1m/5m/1h windows of 1,000 bars and the shipped sma_cross. RSS is sampled every 2 s from
-/proc once the daemon is READY, for `--minutes` of exchange time at 60x. Target: under
-200 MB and flat. Baseline named: the same daemon with 3 products, in the same run. At the
-end it prints where the RSS is (anonymous, file-backed, numba's LLVM library).
+/proc once the daemon is READY, for 30 minutes of exchange time at 60x (--quick: 3). Target:
+under 200 MB (190.7 MiB) and flat. Baseline named: the same daemon with 3 products, in the
+same run. Also reported: how much of the RSS at the end is numba's LLVM library.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -22,13 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import REPO, Figure, report
+
 from trader.simulator.run import aimed_at, bundled_sources
 from trader.simulator.server import Faults, Simulator
 from trader.simulator.tape import tape_from_candles
 from trader.store.history import read_candle_file
 
-REPO = Path(__file__).resolve().parents[1]
 SPEED = 60.0
+MINUTES, QUICK_MINUTES = 30.0, 3.0
+TARGET_MIB = 200e6 / 2**20
 
 
 def rss_mib(pid: int) -> float:
@@ -78,6 +81,8 @@ def config(sim_url: str, products: list[str], workdir: Path) -> Path:
 
 
 async def measure(products: int, minutes: float) -> tuple[list[float], dict[str, float]]:
+    # The simulator logs a traceback when a send meets the daemon's closed socket at SIGTERM.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     sim = simulator(products)
     url = await sim.start()
     with tempfile.TemporaryDirectory() as tmp, \
@@ -92,8 +97,9 @@ async def measure(products: int, minutes: float) -> tuple[list[float], dict[str,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         loop = asyncio.get_running_loop()
         try:
-            while not (await loop.sock_recv(sink, 4096)).startswith(b"READY=1"):
-                pass
+            async with asyncio.timeout(300):
+                while not (await loop.sock_recv(sink, 4096)).startswith(b"READY=1"):
+                    pass
             samples = []
             ends = time.monotonic() + minutes * 60 / SPEED
             while time.monotonic() < ends:
@@ -106,21 +112,20 @@ async def measure(products: int, minutes: float) -> tuple[list[float], dict[str,
             await sim.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--minutes", type=float, default=30.0, help="exchange minutes")
-    args = parser.parse_args()
-    small, small_parts = asyncio.run(measure(3, args.minutes))
-    large, large_parts = asyncio.run(measure(500, args.minutes))
-    for label, samples, parts in (("3 products (baseline)", small, small_parts),
-                                  ("500 products", large, large_parts)):
-        print(f"{label}: RSS at READY {samples[0]:.1f} MiB, max {max(samples):.1f} MiB, "
-              f"end {samples[-1]:.1f} MiB over {args.minutes:g} exchange minutes "
-              f"({len(samples)} samples)")
-        print(f"  at the end: anonymous {parts['anon']:.1f} MiB, file-backed {parts['file']:.1f} "
-              f"MiB (libllvmlite.so {parts['llvmlite']:.1f} MiB)")
-    print(f"ratio 500 / 3 products (max RSS): {max(large) / max(small):.2f}x; target < 200 MB")
+def run(quick: bool) -> list[Figure]:
+    minutes = QUICK_MINUTES if quick else MINUTES
+    small, _ = asyncio.run(measure(3, minutes))
+    large, parts = asyncio.run(measure(500, minutes))
+    what = f"daemon RSS, 500 products x 1m/5m/1h windows of 1,000 bars, {minutes:g} min at 60x"
+    return [
+        Figure("daemon", f"{what}, max", max(large), "MiB", ("<", TARGET_MIB),
+               "the same daemon, 3 products", max(small), higher_is_better=False),
+        Figure("daemon", "the same, growth from READY to the end", large[-1] - large[0], "MiB",
+               higher_is_better=False),
+        Figure("daemon", "the same, of it libllvmlite.so (numba's LLVM) at the end",
+               parts["llvmlite"], "MiB", higher_is_better=False),
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))

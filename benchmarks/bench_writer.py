@@ -1,10 +1,11 @@
 """Storage writer throughput: candle rows from `Writer.write()` until committed, rows per second.
 
-Run: .venv/bin/python benchmarks/bench_writer.py [rows]
+Run: .venv/bin/python -m benchmarks --only writer [--quick]
 A throwaway PostgreSQL (tests.pg: initdb on a free loopback port, fsync off) is started for
-the run. 1,000,000 one-minute candles of 1,000 products, minute by minute as a live feed
-emits them, go through `Writer.write()` one row at a time (the producer yields to the loop
-every 10,000 rows) with batch_rows 50,000; the clock stops when the last row is committed.
+the run. 1,000,000 one-minute candles of 1,000 products (--quick: 100,000), minute by minute
+as a live feed emits them, go through `Writer.write()` one row at a time (the producer yields
+to the loop every 10,000 rows) with batch_rows 50,000; the clock stops when the last row is
+committed.
 Cases: new keys (plain binary COPY), the same keys again with new values (COPY fails on the
 first repeated key, then staging table + INSERT ... ON CONFLICT DO UPDATE), and new keys with
 plain COPY disabled (staging only). Also shown: the longest event-loop stall seen by a 1 ms
@@ -12,14 +13,14 @@ ticker during the new-keys case, and the ceiling of this server and machine at t
 the same rows, pre-sorted, sent by bare `copy_records_to_table` over two connections, no writer.
 Target: >= 300,000 rows/s.
 Baseline, same server, same run: "row by row": asyncpg `executemany` of
-INSERT ... ON CONFLICT DO UPDATE over 50,000 of the same rows, for new and for repeated keys.
+INSERT ... ON CONFLICT DO UPDATE over 50,000 of the same rows (--quick: 10,000), for new and for
+repeated keys.
 The machine is shared (other jobs run): figures move by +-25% between runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import platform
 import random
 import sys
 import tempfile
@@ -31,18 +32,21 @@ from pathlib import Path
 
 import asyncpg
 import uvloop
+from figures import REPO, Figure, report
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.pg import PostgresServer, find_bin_dir  # noqa: E402
-from trader.config import StorageConfig  # noqa: E402
-from trader.store import schema  # noqa: E402
-from trader.store.writer import Writer  # noqa: E402
+from tests.pg import INSTALL_HINT, PostgresServer, find_bin_dir
+from trader.config import StorageConfig
+from trader.store import schema
+from trader.store.writer import Writer
 
+ROWS = 1_000_000
 PRODUCTS = 1_000
 BATCH_ROWS = 50_000
 BASELINE_ROWS = 50_000
+QUICK = 10  # --quick: a tenth of the rows
+TARGET_ROWS_S = 300_000.0
 YIELD_EVERY = 10_000
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -59,11 +63,10 @@ def candle_rows(count: int, shift: float) -> list[tuple]:
     return rows
 
 
-class StagingOnly(Writer):
+def staging_only(writer: Writer) -> Writer:
     """The writer with plain COPY turned off: every batch goes through the staging table."""
-
-    def _plain_turn(self, name: str) -> bool:
-        return False
+    writer._db._plain_turn = lambda name: False  # the writer's Database picks the way
+    return writer
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -138,9 +141,10 @@ async def row_by_row(dsn: str, rows: list[tuple]) -> float:
         await conn.close()
 
 
-async def bench(server: PostgresServer, count: int, state_dir: Path) -> None:
+async def bench(server: PostgresServer, count: int, state_dir: Path) -> list[Figure]:
     section = StorageConfig(batch_rows=BATCH_ROWS, flush_interval_ms=200,
                             max_buffer_rows=10 * count)
+    baseline_rows = min(BASELINE_ROWS, count // QUICK)
     fresh, again = candle_rows(count, 0.0), candle_rows(count, 7.0)
     for name in ("plain", "staged", "bare", "baseline"):
         server.psql(f"CREATE DATABASE {name}")
@@ -148,41 +152,39 @@ async def bench(server: PostgresServer, count: int, state_dir: Path) -> None:
     new_keys, stall = await through_writer(Writer(plain_dsn, section, state_dir), fresh)
     repeated, _ = await through_writer(Writer(plain_dsn, section, state_dir), again)
     staged, _ = await through_writer(
-        StagingOnly(server.dsn_of("staged"), section, state_dir), fresh)
+        staging_only(Writer(server.dsn_of("staged"), section, state_dir)), fresh)
     ceiling = await bare_copy(server.dsn_of("bare"), fresh)
     baseline_dsn = server.dsn_of("baseline")
-    baseline_new = await row_by_row(baseline_dsn, fresh[:BASELINE_ROWS])
-    baseline_repeated = await row_by_row(baseline_dsn, again[:BASELINE_ROWS])
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}, asyncpg {asyncpg.__version__}")
-    print(f"rows: {count:,} candles of {PRODUCTS:,} products, batch_rows {BATCH_ROWS:,}")
-    print(f"writer, new keys (plain COPY):            {new_keys:>11,.0f} rows/s "
-          f"(longest loop stall {stall * 1000:.0f} ms)")
-    print(f"writer, repeated keys (staged upsert):    {repeated:>11,.0f} rows/s")
-    print(f"writer, new keys, staging only:           {staged:>11,.0f} rows/s")
-    print(f"ceiling, bare COPY, 2 connections:        {ceiling:>11,.0f} rows/s")
-    print(f"baseline, executemany upsert, new keys:   {baseline_new:>11,.0f} rows/s "
-          f"({BASELINE_ROWS:,} rows)")
-    print(f"baseline, executemany upsert, repeated:   {baseline_repeated:>11,.0f} rows/s")
-    print(f"new keys: {new_keys / baseline_new:.1f}x the baseline, "
-          f"{new_keys / ceiling:.0%} of the ceiling; repeated keys: "
-          f"{repeated / baseline_repeated:.1f}x the baseline; "
-          f"plain COPY first vs staging only: {new_keys / staged:.2f}x")
+    baseline_new = await row_by_row(baseline_dsn, fresh[:baseline_rows])
+    baseline_repeated = await row_by_row(baseline_dsn, again[:baseline_rows])
+    what = f"writer, {count:,} candles, batch_rows {BATCH_ROWS:,}"
+    upsert = f"executemany upsert of {baseline_rows:,}"
+    return [
+        Figure("storage", f"{what}, new keys (plain COPY)", new_keys, "rows/s",
+               (">=", TARGET_ROWS_S), f"{upsert} new keys", baseline_new),
+        Figure("storage", "the same keys again (staged upsert)", repeated, "rows/s", None,
+               f"{upsert} repeated keys", baseline_repeated),
+        Figure("storage", "new keys, plain COPY off (every batch staged)", staged, "rows/s"),
+        Figure("storage", "ceiling: bare COPY of the same rows, 2 connections, no writer",
+               ceiling, "rows/s"),
+        Figure("storage", "longest event-loop stall while the writer takes the new keys",
+               stall * 1e3, "ms", higher_is_better=False),
+    ]
 
 
-def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+def run(quick: bool) -> list[Figure]:
+    count = ROWS // QUICK if quick else ROWS
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        sys.exit("PostgreSQL server binaries not found")
+        raise RuntimeError(INSTALL_HINT)
     server = PostgresServer(bin_dir)
     try:
         server.start()
         with tempfile.TemporaryDirectory() as state_dir:
-            uvloop.run(bench(server, count, Path(state_dir)))
+            return uvloop.run(bench(server, count, Path(state_dir)))
     finally:
         server.close()
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))
