@@ -1,6 +1,6 @@
 """Order latency: from the frame that closes a bar to the order request written to the socket.
 
-Run: .venv/bin/python benchmarks/bench_order_latency.py [--bars 600] [--products 50]
+Run: .venv/bin/python -m benchmarks --only order_latency [--quick]
 
 Everything real, in one process on uvloop: the daemon's own wiring (`trader.daemon.app.Daemon`
 in live mode, built from a config file, never `run()`), fed frame bytes in the Coinbase wire format
@@ -36,8 +36,8 @@ First, untimed: a machine probe (a JWT and a journal-sized write + fdatasync, ba
 after the idle pause: on a shared VM, work that follows a quiet spell runs several times
 slower, and a bar close always follows one); kernels, indicators and the strategy compiled or
 loaded from cache; 80 warm-up bars (the selector ranks from bar 60, so about 20 orders). Then
-the measured phases, `--bars` closes each:
-1. headline: only t0 and t1 probed, each close after `--idle-ms` of quiet;
+the measured phases, 600 closes each (--quick: 60):
+1. headline: only t0 and t1 probed, each close after 20 ms of quiet;
 2. the same with no pause before the close (the loop idle only while the exchange answers);
 3. breakdown: stamps at the stage edges too (instance wrappers, about 1 us each);
 4. the named baseline: `PrivateRest.create_order` alone on the same session and connection
@@ -48,10 +48,8 @@ the measured phases, `--bars` closes each:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -65,6 +63,7 @@ import aiohttp
 import numpy as np
 import uvloop
 from aiohttp.http_writer import StreamWriter
+from figures import Figure, report
 
 from trader import config as cfg
 from trader import kernels
@@ -75,7 +74,7 @@ from trader.execution.live import LiveExecution
 from trader.signals import indicators
 from trader.simulator import wire
 from trader.simulator.run import bundled_sources, spawn
-from trader.strategy import load_strategies
+from trader.strategy import LoadedStrategy, load_strategy
 from trader.trading.registry import client_order_id
 from trader.types import OrderIntent, OrderKind, OrderType, Side, TimeInForce
 
@@ -85,6 +84,9 @@ MARK_SIZE = 1000.0  # the entering product's volume in its minute; everyone else
 WARMUP_BARS = 80
 ORDER_PATH = b"POST /api/v3/brokerage/orders "
 TARGET_P50_US, TARGET_P99_US = 300.0, 2000.0
+PRODUCTS = 50
+BARS, QUICK_BARS = 600, 60  # measured closes per phase
+IDLE_MS = 20.0  # quiet before each closing frame
 
 MARKER = '''
 from trader.strategy import (CLOSE, ENTER_LONG, HOLD, NAN, VOLUME, Param, columns, ema,
@@ -96,16 +98,17 @@ P = param_index(PARAMS)
 
 
 def indicators(p):
-    return {"avg": sma(p["n"]), "trend": ema(p["n"])}
+    return {"avg": sma(p[P.n]), "trend": ema(p[P.n])}
 
 
 C = columns(indicators, PARAMS)
 
 
 @njit(cache=True)
-def decide(now, prev, bar, p):
-    score = max(-1.0, min(1.0, 100.0 * (bar[CLOSE] - now[C.avg]) / bar[CLOSE]))
-    if bar[VOLUME] >= p[P.marker]:  # the bench marks one product per bar
+def decide(now, prev, bars, p):
+    close = bars[-1, CLOSE]
+    score = max(-1.0, min(1.0, 100.0 * (close - now[C.avg]) / close))
+    if bars[-1, VOLUME] >= p[P.marker]:  # the bench marks one product per bar
         return 1.0, ENTER_LONG, NAN, NAN
     return score, HOLD, NAN, NAN
 '''
@@ -152,11 +155,12 @@ def build_daemon(workdir: Path, url: str, products: list[str]) -> Daemon:
     path.write_text(config_text(workdir, url, products))
     config = cfg.parse(path.read_bytes())
     if not isinstance(config, cfg.Config):
-        raise SystemExit(f"config: {config}")
-    loaded = load_strategies(workdir / "strategies", config.strategies)
-    if not isinstance(loaded, dict):
-        raise SystemExit(f"strategy: {loaded}")
-    return Daemon(path, config, {}, loaded)
+        raise RuntimeError(f"config: {config}")
+    loaded = load_strategy(workdir / "strategies" / "marker.py", "marker",
+                           config.strategies["marker"])
+    if not isinstance(loaded, LoadedStrategy):
+        raise RuntimeError(f"strategy: {loaded}")
+    return Daemon(path, config, {}, {"marker": loaded})
 
 
 # ---- frames -------------------------------------------------------------------------------
@@ -243,8 +247,9 @@ class Probe:
         self.written.set()
 
 
-def patch_writer(probe: Probe) -> None:
-    """Stamp t1 right after the bytes of POST /orders were handed to the transport."""
+def patch_writer(probe: Probe) -> Callable[[], None]:
+    """Stamp t1 right after the bytes of POST /orders were handed to the transport; returns
+    the function that puts aiohttp's writer back."""
     writelines, write = StreamWriter._writelines, StreamWriter._write
 
     def _writelines(self: StreamWriter, chunks: Any) -> None:
@@ -262,8 +267,12 @@ def patch_writer(probe: Probe) -> None:
         write(self, chunk)
         probe.after_write()
 
+    def restore() -> None:
+        StreamWriter._writelines, StreamWriter._write = writelines, write
+
     StreamWriter._writelines = _writelines  # type: ignore[method-assign]
     StreamWriter._write = _write  # type: ignore[method-assign]
+    return restore
 
 
 def wrap(obj: Any, name: str, before: str, after: str | None, probe: Probe) -> None:
@@ -283,7 +292,7 @@ def wrap(obj: Any, name: str, before: str, after: str | None, probe: Probe) -> N
 
 def instrument(daemon: Daemon, live: LiveExecution, probe: Probe, on: bool) -> None:
     """Stage probes on (breakdown phase) or off (headline and floor)."""
-    targets = [(daemon.runner, "on_bar_close", "strat0", "strat1"),
+    targets = [(daemon.parts.runner, "on_bar_close", "strat0", "strat1"),
                (live, "submit", "submit", None),
                (live.book, "journal_intent", "journal0", "journal1")]
     for obj, name, before, after in targets:
@@ -337,7 +346,7 @@ async def until(condition: Callable[[], Any], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise SystemExit("timed out waiting for the exchange (is the simulator up?)")
+            raise RuntimeError("timed out waiting for the exchange (is the simulator up?)")
         await asyncio.sleep(0.001)
 
 
@@ -350,41 +359,41 @@ async def pacer_free(pacer: Pacer) -> None:
 class Bench:
     def __init__(self, daemon: Daemon, tape: Tape, probe: Probe, idle_s: float) -> None:
         self.daemon, self.tape, self.probe, self.idle_s = daemon, tape, probe, idle_s
-        self.live: LiveExecution = daemon.execution
+        self.live: LiveExecution = daemon.parts.execution
         self.bar = 0
 
     def release_repairs(self) -> None:
         """The partial first minute waits for REST in the daemon; keep it as built."""
-        market = self.daemon.market
+        market = self.daemon.parts.market
         for span in market.repairs_needed():
             market.apply_repair(span, None)
 
     async def settle(self) -> None:
         """Wait for the bar's order at the exchange, cancel it, and until nothing works."""
-        trading, live = self.daemon.trading, self.live
+        trading, live = self.daemon.parts.trading, self.live
         await until(lambda: all(o.order_id for o in live.book.working()))
         trading.cancel_all()
         await until(lambda: not trading.registry.open_orders() and live._outbox.empty()
                     and live._cancels.empty() and not live.book.working())
 
     async def one_bar(self, timed: bool) -> dict[str, int] | None:
-        feed = self.daemon.market_feed
+        feed = self.daemon.parts.market_feed
         for raw in self.tape.inside(self.bar):
             feed.on_raw_frame(raw)
         closer = self.tape.closer(self.bar)
         await asyncio.sleep(self.idle_s)
         await pacer_free(self.live.pacer)
-        intents = self.daemon.trading.counters["intents_entry"]
+        intents = self.daemon.parts.trading.counters["intents_entry"]
         self.probe.arm()
         self.probe.stamps["t0"] = time.perf_counter_ns()
         feed.on_raw_frame(closer)
         self.bar += 1
-        if self.daemon.trading.counters["intents_entry"] == intents:  # warm-up: no rank yet
+        if self.daemon.parts.trading.counters["intents_entry"] == intents:  # warm-up: no rank yet
             self.probe.armed = False
             self.release_repairs()
             if timed:
-                raise SystemExit(f"bar {self.bar}: no order (refused: "
-                                 f"{dict(self.daemon.trading.last_refusal)})")
+                raise RuntimeError(f"bar {self.bar}: no order (refused: "
+                                 f"{dict(self.daemon.parts.trading.last_refusal)})")
             return None
         async with asyncio.timeout(5):
             await self.probe.written.wait()
@@ -420,28 +429,36 @@ class Bench:
         return took
 
 
-async def run(url: str, workdir: Path, products: list[str], bars: int,
-              idle_s: float) -> dict[str, Any]:
+async def measure(url: str, workdir: Path, products: list[str], bars: int,
+                  idle_s: float) -> dict[str, Any]:
     probe = Probe()
-    patch_writer(probe)
+    restore = patch_writer(probe)
+    try:
+        return await measure_patched(url, workdir, products, bars, idle_s, probe)
+    finally:
+        restore()
+
+
+async def measure_patched(url: str, workdir: Path, products: list[str], bars: int,
+                          idle_s: float, probe: Probe) -> dict[str, Any]:
     machine = machine_probe(workdir, url, idle_s)
     daemon = build_daemon(workdir, url, products)
     kernels.warmup()
     indicators.warmup()
-    daemon.runner.warmup()
-    live: LiveExecution = daemon.execution
+    daemon.parts.runner.warmup()
+    live: LiveExecution = daemon.parts.execution
     task = asyncio.create_task(live.run(), name="live")
     try:
         await until(live.ready, timeout_s=30)
         async with aiohttp.ClientSession() as session:
             listed = await PublicRest(session, url, Pacer(10.0)).products()
-        daemon.trading.set_products(listed)
+        daemon.parts.trading.set_products(listed)
         live.pacer.rate_per_s = 1000.0  # see the module docstring
         prices = {p.product_id: float(p.price) for p in listed}
         minute_ns = time.time_ns() // MINUTE_NS * MINUTE_NS
         tape = Tape(products, prices, minute_ns)
         bench = Bench(daemon, tape, probe, idle_s)
-        feed = daemon.market_feed
+        feed = daemon.parts.market_feed
         feed.on_raw_frame(tape.heartbeat(minute_ns + 500_000_000))  # starts the market clock
         for raw in tape.tickers(minute_ns + 600_000_000,
                                 {p: round(prices[p] / 2, 2) for p in products}):
@@ -456,95 +473,72 @@ async def run(url: str, workdir: Path, products: list[str], bars: int,
         breakdown = await bench.phase(bars)
         instrument(daemon, live, probe, on=False)
         floor = await bench.floor(bars)
-        assert not feed.bad_frames and not daemon.market.queue, (feed.bad_frames,)
+        assert not feed.bad_frames and not daemon.parts.market.queue, (feed.bad_frames,)
         return {"machine": machine, "headline": headline, "hot": hot, "breakdown": breakdown,
                 "floor": floor,
-                "trading": dict(daemon.trading.counters), "live": dict(live.counters),
+                "trading": dict(daemon.parts.trading.counters), "live": dict(live.counters),
                 "journal_records": live.journal.records_written}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-# ---- report -------------------------------------------------------------------------------
+# ---- figures ------------------------------------------------------------------------------
 
-def pct(values: np.ndarray) -> str:
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return f"p50 {p50:7.1f}  p90 {p90:7.1f}  p99 {p99:7.1f}  max {values.max():7.1f} us"
+STAGE_NAMES = ("parse + market close (fold, close, windows, selector)",
+               "strategies (2 indicators stepped + decide)",
+               "trading core (signal -> risk -> intent -> registry)",
+               "rest of the frame + queue and task hops to the sender",
+               "journal intent (encode, write, fdatasync)",
+               "order body + pacer",
+               "JWT (ES256, coinbase-advanced-py)",
+               "aiohttp: request -> transport.write (+ 1 task hop)",
+               "transport.write (uvloop: send(2) on loopback)")
 
 
-def report(result: dict[str, Any], products: int, idle_ms: float) -> None:
+def figures_of(result: dict[str, Any], products: int, idle_ms: float) -> list[Figure]:
     head = np.array([s["t1"] - s["t0"] for s in result["headline"]]) / 1e3
-    floor = np.array(result["floor"]) / 1e3
-    by_heartbeat = np.array([s["heartbeat"] for s in result["headline"]], dtype=bool)
-    heart, trade = head[by_heartbeat], head[~by_heartbeat]
-    p50, p99 = np.percentile(head, [50, 99])
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, python "
-          f"{platform.python_version()}, aiohttp {aiohttp.__version__}, uvloop "
-          f"{uvloop.__version__}; load average {os.getloadavg()[0]:.2f}")
-    print(f"frame -> order request written, {products} products, {len(head)} bar closes "
-          f"(simulator in a child process, journal fdatasync on {tempfile.gettempdir()})")
-    print(f"  all closes     {pct(head)}")
-    print(f"  by heartbeat   p50 {np.median(heart):7.1f} us    by trade frame   p50 "
-          f"{np.median(trade):7.1f} us")
-    print(f"  target p50 < {TARGET_P50_US:.0f} us: {p50 / TARGET_P50_US:.2f}x of it "
-          f"({'ok' if p50 < TARGET_P50_US else 'MISSED'});  p99 < {TARGET_P99_US:.0f} us: "
-          f"{p99 / TARGET_P99_US:.2f}x ({'ok' if p99 < TARGET_P99_US else 'MISSED'})")
     hot = np.array([s["t1"] - s["t0"] for s in result["hot"]]) / 1e3
-    print(f"  (each close after {idle_ms:g} ms of quiet; with no pause before the close, the "
-          f"loop idle only while the exchange answers: {pct(hot)})")
-    print(f"  baseline, PrivateRest.create_order alone (same session): {pct(floor)}")
-    print(f"  ratio, full path / create_order alone: p50 {p50 / np.median(floor):.2f}x")
-    rows = result["breakdown"]
-    edges = np.array([[s[k] for k in STAGES] for s in rows], dtype=np.int64)
+    floor = np.array(result["floor"]) / 1e3
+    edges = np.array([[s[k] for k in STAGES] for s in result["breakdown"]], dtype=np.int64)
     spans = np.diff(edges, axis=1) / 1e3
-    total = (edges[:, -1] - edges[:, 0]) / 1e3
-    names = ("parse + market close (fold, close, windows, selector)",
-             f"strategies (2 indicators stepped + decide, {products} products)",
-             "trading core (signal -> risk -> intent -> registry)",
-             "rest of the frame + queue and task hops to the sender",
-             "journal intent (encode, write, fdatasync)",
-             "order body + pacer",
-             "JWT (ES256, coinbase-advanced-py)",
-             "aiohttp: request -> transport.write (+ 1 task hop)",
-             "transport.write (uvloop: send(2) on loopback)")
-    print(f"breakdown ({len(rows)} more bar closes, stage probes on; total {pct(total)}):")
-    print(f"  {'stage':58s} {'p50':>7s} {'p90':>7s} {'p99':>7s}  share of p50 sum")
-    medians = np.median(spans, axis=0)
-    for i, name in enumerate(names):
-        p50_i, p90_i, p99_i = np.percentile(spans[:, i], [50, 90, 99])
-        print(f"  {name:58s} {p50_i:7.1f} {p90_i:7.1f} {p99_i:7.1f}  "
-              f"{100 * medians[i] / medians.sum():5.1f} %")
-    without_disk = total - spans[:, 4]
-    print(f"  total without the fdatasync stage: {pct(without_disk)}")
-    notes = ", ".join(f"{name} {v['back to back']:.0f} -> {v['after quiet']:.0f} us"
-                      for name, v in result["machine"].items())
-    print(f"  this machine, back to back -> after {idle_ms:g} ms asleep (medians): {notes}")
-    print(f"  orders: {result['trading'].get('intents_entry', 0)} entries, "
-          f"{result['live'].get('accepted', 0)} accepted, journal records "
-          f"{result['journal_records']}")
+    what = f"closing frame -> order request written, {products} products, {len(head)} closes"
+    alone = "PrivateRest.create_order alone"
+    out = [
+        Figure("trading", f"{what} after {idle_ms:g} ms of quiet, p50", float(np.median(head)),
+               "µs", ("<", TARGET_P50_US), alone, float(np.median(floor)),
+               higher_is_better=False),
+        Figure("trading", "the same, p99", float(np.percentile(head, 99)), "µs",
+               ("<", TARGET_P99_US), alone, float(np.percentile(floor, 99)),
+               higher_is_better=False),
+        Figure("trading", "the same with no pause before the close, p50",
+               float(np.median(hot)), "µs", None, alone, float(np.median(floor)),
+               higher_is_better=False),
+    ]
+    out += [Figure("trading", f"stage p50 (breakdown run): {name}",
+                   float(np.median(spans[:, i])), "µs", higher_is_better=False)
+            for i, name in enumerate(STAGE_NAMES)]
+    out += [Figure("trading", f"this machine: {name} after {idle_ms:g} ms asleep (median)",
+                   v["after quiet"], "µs", None, "back to back", v["back to back"],
+                   higher_is_better=False)
+            for name, v in result["machine"].items()]
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=int, default=600, help="measured bar closes per phase")
-    parser.add_argument("--products", type=int, default=50)
-    parser.add_argument("--idle-ms", type=float, default=20.0,
-                        help="quiet time before each closing frame")
-    args = parser.parse_args()
-    products = [f"P{i:02d}-USD" for i in range(args.products)]
+def run(quick: bool) -> list[Figure]:
+    bars = QUICK_BARS if quick else BARS
+    products = [f"P{i:02d}-USD" for i in range(PRODUCTS)]
     with tempfile.TemporaryDirectory(prefix="bench-order-latency-") as tmp:
         workdir = Path(tmp)
         proc, url = start_simulator(workdir, products)
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                result = runner.run(run(url, workdir, products, args.bars,
-                                        args.idle_ms / 1e3))
+                result = runner.run(measure(url, workdir, products, bars, IDLE_MS / 1e3))
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    report(result, args.products, args.idle_ms)
+    return figures_of(result, PRODUCTS, IDLE_MS)
 
 
 if __name__ == "__main__":
-    main()
+    report(run(quick="--quick" in sys.argv))
