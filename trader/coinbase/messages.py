@@ -12,20 +12,14 @@ flipped here to the aggressor's; heartbeats carry Go `time.String()` text, not R
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple
 
 import orjson
 
-from trader.coinbase.wire_time import (
-    SCALE,
-    SECOND_CACHE,
-    parse_go_time_ns,
-    parse_rfc3339_ns,
-    second_ns,
-)
+from trader.coinbase.wire_time import parse_go_time_ns, parse_rfc3339_ns
 from trader.errors import FrameError
 from trader.types import Heartbeat, Quote, Side, Trade
 
@@ -65,8 +59,8 @@ class ServerError:
 class TradeColumns(NamedTuple):
     """One `market_trades` frame's trades as parallel lists, oldest first (the wire's reverse).
 
-    Entry i of every list is one trade, with exactly the values and checks of `Trade`. The
-    feed's hot path: no object per trade, and the lists go to the candle fold as they are.
+    Entry i of every list is one trade, with exactly the values and checks of `Trade`. What
+    the feed reads: no object per trade, and the lists go to the candle fold as they are.
     """
 
     product_ids: list[str]
@@ -77,15 +71,11 @@ class TradeColumns(NamedTuple):
     times_ns: list[int]
 
 
-_T = TypeVar("_T")
 Value = Trade | TradeColumns | Quote | Heartbeat | Subscriptions | ServerError
 
 
 class Frame(NamedTuple):
     """One websocket frame: its envelope and the values parsed from its events.
-
-    A NamedTuple (as `TradeColumns`): built by `tuple.__new__` it costs a tenth of a frozen
-    dataclass, which was a sixth of a one-trade frame's parse.
 
     `sequence_num` and `timestamp_ns` (server send time) are None only for error frames, which
     have no envelope. `event_type` ("snapshot", "update", or "" for heartbeats, subscriptions and
@@ -101,8 +91,6 @@ class Frame(NamedTuple):
     ignored: bool = False
 
 
-_loads: Final = orjson.loads
-_new_tuple: Final = tuple.__new__  # a NamedTuple without its Python-level __new__
 _INF: Final = float("inf")
 _ENVELOPE: Final = frozenset({"channel", "sequence_num", "timestamp", "events"})
 
@@ -122,30 +110,20 @@ def parse_frame(raw: bytes | str, trade_columns: bool = False) -> Frame:
     """Parse one websocket frame; raises FrameError (reason in REASONS) if it is malformed.
 
     With `trade_columns`, a `market_trades` frame's values are one `TradeColumns` (oldest
-    first) instead of `Trade` values (wire order); the checks are the same. (The feed goes
-    through `fast_frames.parse_frame`, which tries the compiled scanner first.)
+    first) instead of `Trade` values (wire order); the checks are the same.
     """
-    try:
-        msg = _loads(raw)
-        channel, seq = msg["channel"], msg["sequence_num"]
-        stamp, events = msg["timestamp"], msg["events"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError: not an object
-        msg = decode(raw)
-        if not _ENVELOPE <= msg.keys() and msg.get("type") == "error":
-            return Frame("error", None, None, "", (ServerError(str(msg.get("message") or "")),))
-        channel, seq, stamp, events = _checked_envelope(msg)
-    if not (type(channel) is str and type(seq) is int and type(stamp) is str
-            and type(events) is list and seq >= 0):
-        channel, seq, stamp, events = _checked_envelope(msg)
+    msg = decode(raw)
+    if not _ENVELOPE <= msg.keys() and msg.get("type") == "error":
+        return Frame("error", None, None, "", (ServerError(str(msg.get("message") or "")),))
+    channel, seq, stamp, events = _checked_envelope(msg)
     timestamp_ns = parse_rfc3339_ns(stamp)
     event_type = _event_type(events)
     parse = (_COLUMN_PARSERS if trade_columns else _PARSERS).get(channel)
     if parse is None:
         if channel in IGNORED_CHANNELS:
-            return _new_tuple(Frame, (channel, seq, timestamp_ns, event_type, (), True))
+            return Frame(channel, seq, timestamp_ns, event_type, (), True)
         raise FrameError("unknown_channel", channel[:60])
-    values = tuple(parse(events, timestamp_ns))
-    return _new_tuple(Frame, (channel, seq, timestamp_ns, event_type, values, False))
+    return Frame(channel, seq, timestamp_ns, event_type, tuple(parse(events, timestamp_ns)))
 
 
 def _checked_envelope(msg: dict[str, Any]) -> tuple[str, int, str, list[Any]]:
@@ -229,14 +207,7 @@ def _product_id(obj: Any) -> str:
     product_id = _field(obj, "product_id", str)
     if not product_id:
         raise FrameError("bad_value", "empty product_id")
-    interned = _PRODUCTS.get(product_id)
-    if interned is None:  # interned: one string per product
-        if len(_PRODUCTS) >= _PRODUCTS_MAX:
-            _PRODUCTS.clear()
-            PRODUCT_BYTES.clear()
-        interned = _PRODUCTS[product_id] = product_id
-        PRODUCT_BYTES[product_id.encode()] = product_id
-    return interned
+    return product_id
 
 
 def _event_type(events: list[Any]) -> str:
@@ -254,115 +225,26 @@ def _event_type(events: list[Any]) -> str:
 # ---- channel parsers: (events, frame timestamp ns) -> values ---------------------------------
 
 AGGRESSOR: Final = {"BUY": Side.SELL, "SELL": Side.BUY}  # wire side is the maker's
-_PRODUCTS: dict[str, str] = {}  # validated product ids, interned; a hit proves it is a str
-PRODUCT_BYTES: dict[bytes, str] = {}  # the same, by their encoded bytes (for the scanner)
-_PRODUCTS_MAX: Final = 65536
-_FAST_MISS: Final = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 def _trade_events(events: list[Any], timestamp_ns: int) -> list[Trade]:
-    out: list[Trade] = []
-    for event in events:
-        trades = _field(event, "trades", list)
-        try:
-            out += _fast_trades(trades)
-        except _FAST_MISS:
-            out += [_checked_trade(t) for t in trades]
-    return out
-
-
-def _fast_trades(trades: list[Any]) -> list[Trade]:
-    """Optimistic parse of one event's trades, in wire order; see `_fast_columns`."""
-    return list(map(_new_trade, *_fast_columns(trades)))
+    return [Trade(*_trade_fields(t)) for e in events for t in _field(e, "trades", list)]
 
 
 def _trade_columns(events: list[Any], timestamp_ns: int) -> tuple[TradeColumns]:
     """A `market_trades` frame's trades as one `TradeColumns`, oldest first."""
-    try:
-        parts = []
-        for event in reversed(events):
-            trades = event["trades"]
-            if type(trades) is not list:
-                raise TypeError
-            parts.append(_fast_columns(reversed(trades)))
-    except (*_FAST_MISS, FrameError):
-        # the checked path, in wire order, raises the FrameError parse_frame always raised
-        return (_columns_of(reversed(_trade_events(events, timestamp_ns))),)
-    if len(parts) == 1:
-        return (parts[0],)
-    return (_columns_of(t for part in parts for t in map(_new_trade, *part)),)
+    columns = TradeColumns([], [], [], [], [], [])
+    for event in events:  # in wire order, so a malformed frame fails as `_trade_events` does
+        for t in _field(event, "trades", list):
+            for column, value in zip(columns, _trade_fields(t), strict=True):
+                column.append(value)
+    for column in columns:
+        column.reverse()
+    return (columns,)
 
 
-def _columns_of(trades: Iterable[Trade]) -> TradeColumns:
-    rows = [(t.product_id, t.trade_id, t.price, t.size, t.side, t.time_ns) for t in trades]
-    if not rows:
-        return TradeColumns([], [], [], [], [], [])
-    return TradeColumns(*(list(column) for column in zip(*rows, strict=True)))
-
-
-def _fast_columns(trades: Iterable[Any]) -> TradeColumns:
-    """Optimistic loop: anything unusual raises (`_FAST_MISS`, or FrameError for an unseen
-    second) and the caller re-parses the frame with full checks.
-
-    It accepts nothing `_checked_trade` rejects and yields the same values (tested): a hit in
-    `_PRODUCTS` proves the product id was validated before.
-    """
-    products, cache, scale, aggressor, inf = _PRODUCTS, SECOND_CACHE, SCALE, AGGRESSOR, _INF
-    columns = ids, trade_ids, prices, sizes, sides, times_ns = [], [], [], [], [], []
-    last_text: object = _fast_columns  # equal to no wire value, so the first time is parsed
-    time_ns = 0
-    for t in trades:
-        text = t["time"]
-        if text != last_text:  # the fills of one taker order share a time
-            frac = text[20:-1]
-            if text[19] != "." or text[-1] != "Z" or not frac.isdecimal():
-                raise ValueError
-            base = cache.get(text[:19])  # TypeError unless `text` is a str
-            if base is None:
-                base = second_ns(text)
-            time_ns = base + int(frac) * scale[len(frac)]
-            last_text = text
-        price, size = t["price"], t["size"]
-        if type(price) is not str or type(size) is not str:
-            raise TypeError
-        price, size = float(price), float(size)
-        if not (0.0 < price < inf and 0.0 < size < inf):
-            raise ValueError
-        ids.append(products[t["product_id"]])
-        trade_ids.append(int(t["trade_id"], 10))
-        sides.append(aggressor[t["side"]])
-        prices.append(price)
-        sizes.append(size)
-        times_ns.append(time_ns)
-    return _new_tuple(TradeColumns, columns)
-
-
-def _slot_constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A constructor for a six-field frozen slotted dataclass that sets its slots directly.
-
-    The generated __init__ goes through object.__setattr__ per field, about half the cost of
-    parsing a trade; positional arguments are the fields in order (tested equal to __init__).
-    """
-    set0, set1, set2, set3, set4, set5 = (getattr(cls, name).__set__ for name in cls.__slots__)
-    new = object.__new__
-
-    def construct(v0: Any, v1: Any, v2: Any, v3: Any, v4: Any, v5: Any) -> _T:
-        obj = new(cls)
-        set0(obj, v0)
-        set1(obj, v1)
-        set2(obj, v2)
-        set3(obj, v3)
-        set4(obj, v4)
-        set5(obj, v5)
-        return obj
-
-    return construct
-
-
-_new_trade: Final = _slot_constructor(Trade)
-
-
-def _checked_trade(t: Any) -> Trade:
+def _trade_fields(t: Any) -> tuple[str, int, float, float, Side, int]:
+    """One wire trade's checked `Trade` fields, in `Trade`'s order."""
     product_id = _product_id(t)
     trade_id_text = _field(t, "trade_id", str)
     try:
@@ -372,8 +254,8 @@ def _checked_trade(t: Any) -> Trade:
     side = AGGRESSOR.get(_field(t, "side", str))
     if side is None:
         raise FrameError("bad_value", f"side={t['side'][:20]!r}")
-    return Trade(product_id, trade_id, _number(t, "price", positive=True),
-                  _number(t, "size", positive=True), side, _time_field(t, "time"))
+    return (product_id, trade_id, _number(t, "price", positive=True),
+            _number(t, "size", positive=True), side, _time_field(t, "time"))
 
 
 def _ticker_events(events: list[Any], timestamp_ns: int, has_book: bool = True) -> list[Quote]:
