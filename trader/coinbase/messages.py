@@ -233,14 +233,12 @@ def _trade_events(events: list[Any], timestamp_ns: int) -> list[Trade]:
 
 def _trade_columns(events: list[Any], timestamp_ns: int) -> tuple[TradeColumns]:
     """A `market_trades` frame's trades as one `TradeColumns`, oldest first."""
-    columns = TradeColumns([], [], [], [], [], [])
-    for event in events:  # in wire order, so a malformed frame fails as `_trade_events` does
-        for t in _field(event, "trades", list):
-            for column, value in zip(columns, _trade_fields(t), strict=True):
-                column.append(value)
-    for column in columns:
-        column.reverse()
-    return (columns,)
+    # in wire order, so a malformed frame fails as in `_trade_events`
+    rows = [_trade_fields(t) for e in events for t in _field(e, "trades", list)]
+    if not rows:
+        return (TradeColumns([], [], [], [], [], []),)
+    rows.reverse()
+    return (TradeColumns(*map(list, zip(*rows, strict=True))),)
 
 
 def _trade_fields(t: Any) -> tuple[str, int, float, float, Side, int]:
