@@ -6,6 +6,7 @@ the tests move, so every fill is known in advance.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -206,11 +207,21 @@ async def test_create_get_list_cancel_round_trip(rig):
     assert status == 404 and body["error"] == "NOT_FOUND"
 
 
-async def test_a_repeated_client_order_id_returns_the_first_order_and_creates_nothing(rig):
+@pytest.mark.parametrize("answer", ["existing", "refuse"])
+async def test_a_repeated_client_order_id_creates_nothing_and_is_answered_either_way(rig,
+                                                                                      answer):
+    await rig.api.control("POST", "/_sim/faults", {"duplicate_answer": answer})
     first = await rig.api.limit("same-id", "BUY", "0.5", "99.50")
     again = await rig.api.limit("same-id", "SELL", "1", "120.00")
-    assert again["success"] and again["order_id"] == first["order_id"]
-    assert again["order_configuration"] == first["order_configuration"]
+    if answer == "existing":
+        assert again["success"] and again["order_id"] == first["order_id"]
+        assert again["order_configuration"] == first["order_configuration"]
+    else:
+        assert again["success"] is False and again["order_id"] == ""
+        refusal = again["error_response"]
+        assert refusal["new_order_failure_reason"] == refusal["error"] == (
+            "DUPLICATE_CLIENT_ORDER_ID")
+        assert shape(again) == shape(sample("rest_error_create_order_post_only.json"))
     assert [o["client_order_id"] for o in await sim_orders(rig)] == ["same-id"]
 
 
@@ -500,6 +511,48 @@ async def test_an_accepted_order_whose_answer_is_lost_is_not_duplicated_by_a_ret
     assert len(await sim_orders(rig)) == 1
 
 
+async def test_an_order_whose_answer_was_lost_can_stay_pending_and_out_of_sight(rig):
+    api = rig.api
+    ws = await user_ws(rig)
+    assert (await next_frame(ws))["events"][0]["orders"] == []
+    await api.control("POST", "/_sim/faults", {"lost_hidden_s": 0.5,
+                                                "arm": {"accept_drop": 1}})
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await api.limit("hidden", "BUY", "0.1", "99.50")
+    [created] = await sim_orders(rig)  # the control sees the truth
+    order_id = created["order_id"]
+    assert created["status"] == "PENDING" and created["outstanding_hold_amount"] != "0"
+    status, listed = await api.call("GET", "/orders/historical/batch")
+    assert status == 200 and listed["orders"] == []
+    assert (await api.call("GET", f"/orders/historical/{order_id}"))[0] == 404
+    status, cancelled = await api.call("POST", "/orders/batch_cancel",
+                                       {"order_ids": [order_id]})
+    assert cancelled["results"][0]["failure_reason"] == "UNKNOWN_CANCEL_ORDER"
+    frame = await next_frame(ws)  # the first update is the order going live
+    assert [(o["order_id"], o["status"]) for o in frame["events"][0]["orders"]] == [
+        (order_id, "OPEN")]
+    assert (await api.get_order(order_id))["status"] == "OPEN"
+    await ws.close()
+
+
+async def test_a_closed_orders_client_id_can_be_forgotten_and_then_makes_a_new_order(rig):
+    api = rig.api
+    await api.control("POST", "/_sim/faults", {"id_retention_s": 0.3})
+    market = {"base_size": "0.1"}
+    status, first = await api.order("kept-a-while", "BUY", "market_market_ioc", **market)
+    assert status == 200 and first["success"]
+    again = (await api.order("kept-a-while", "BUY", "market_market_ioc", **market))[1]
+    assert again["order_id"] == first["order_id"]  # closed, but not long ago
+    resting = await api.limit("resting", "BUY", "0.1", "99.50")
+    await asyncio.sleep(0.35)  # the retention passes
+    later = (await api.order("kept-a-while", "BUY", "market_market_ioc", **market))[1]
+    assert later["success"] and later["order_id"] != first["order_id"]
+    assert (await api.limit("resting", "BUY", "0.1", "99.50"))["order_id"] == (
+        resting["order_id"])  # an open order keeps its id
+    assert [o["client_order_id"] for o in await sim_orders(rig)] == [
+        "kept-a-while", "resting", "kept-a-while"]
+
+
 async def test_a_dropped_user_connection_loses_the_update_and_a_new_one_resnapshots(rig):
     api = rig.api
     ws = await user_ws(rig)
@@ -545,9 +598,19 @@ async def test_trader_sim_takes_a_key_file_and_balances_and_aims_configs_at_the_
         tmp_path):
     key_file = tmp_path / "key.json"
     proc, url = start_simulator("--key-file", str(key_file), "--balance", "USD=500",
-                                "--balance", "ETH=1.5", "--taker-fee-bps", "60")
+                                "--balance", "ETH=1.5", "--taker-fee-bps", "60",
+                                "--duplicate-answer", "refuse", "--lost-hidden", "8",
+                                "--id-retention", "2.5")
     try:
         assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, url)
+            faults = (await api.control("GET", "/_sim/faults"))["faults"]
+            assert (faults["duplicate_answer"], faults["lost_hidden_s"],
+                    faults["id_retention_s"]) == ("refuse", 8.0, 2.5)
+            async with session.post(url + "/_sim/faults",
+                                    json={"duplicate_answer": "maybe"}) as refused:
+                assert refused.status == 400
         key = json.loads(key_file.read_text())
         path = PREFIX + "/accounts"
         token = jwt_generator.build_rest_jwt(f"GET {url.removeprefix('http://')}{path}",

@@ -8,6 +8,9 @@ Matching is deliberately simple and documented here once:
 - A market order, or a limit that is marketable on arrival, takes at once at the touch (the best
   ask for a buy, the best bid for a sell) as taker, in full: the book has no depth model. The
   touch is one price increment either side of the last replayed price, as in the ticker.
+- An order is admitted (checked, PENDING with its hold, off the book), then activated at the
+  touch of that moment; `submit` does both at once. The API keeps an order whose answer was
+  lost PENDING for a while (order_faults.py), out of every list.
 - Holds: a buy holds `size * limit * (1 + taker fee)` of quote, a sell holds its base size; fees
   are charged in quote per fill; a market buy by `quote_size` spends at most `quote_size`,
   fees included, its base truncated to the base increment.
@@ -154,7 +157,8 @@ class Exchange:
         return floor_to(last - tick, tick), ceil_to(last + tick, tick)
 
     def open_orders(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open]
+        """Orders on the book (an admitted order not yet activated is not)."""
+        return [o for o in self.orders.values() if o.is_open and o.status != "PENDING"]
 
     # ---- orders in --------------------------------------------------------------------------
 
@@ -163,39 +167,64 @@ class Exchange:
 
         Raises Rejection when the exchange's rules refuse the order.
         """
-        existing = self._by_client.get(request.client_order_id)
+        existing = self.by_client(request.client_order_id)
         if existing is not None:
             return existing, False
+        order = self.admit(request)
+        self.activate(order)
+        return order, True
+
+    def by_client(self, client_order_id: str) -> Order | None:
+        """The order that holds `client_order_id`, if any does."""
+        return self._by_client.get(client_order_id)
+
+    def admit(self, request: OrderRequest) -> Order:
+        """A new order for `request`, PENDING with its hold: not on the book until `activate`.
+        It takes the client order id over from any order that held it before.
+
+        Raises Rejection when the exchange's rules refuse the order.
+        """
         rules = self.rules.get(request.product_id)
         if rules is None:
             raise Rejection("INVALID_PRODUCT_ID", "Invalid product_id")
         bid, ask = self.touch(request.product_id)
         check_amounts(request, rules, exact(self._last[request.product_id]))
-        marketable = self._marketable(request, bid, ask)
-        if request.post_only and marketable:
+        if request.post_only and self._marketable(request, bid, ask):
             raise Rejection("INVALID_LIMIT_PRICE_POST_ONLY",
                             "Invalid limit price for post-only order")
         account, needed = self._hold_for(request, rules, bid, ask)
         if account.available < needed:
             raise Rejection("INSUFFICIENT_FUND", "Insufficient balance in source account")
-        order = Order(self._id(), request, self._clock())
+        order = Order(self._id(), request, self._clock(), status="PENDING")
         self.orders[order.order_id] = order
         self._by_client[request.client_order_id] = order
         self._set_hold(order, needed)
-        if marketable:
+        return order
+
+    def activate(self, order: Order) -> None:
+        """Put an admitted order to work at the touch of now: take what is marketable, rest a
+        GTC limit, end an IOC's rest. A post-only order that would take by now is cancelled."""
+        if order.status != "PENDING":
+            return
+        request, rules = order.request, self.rules[order.request.product_id]
+        bid, ask = self.touch(request.product_id)
+        marketable = self._marketable(request, bid, ask)
+        order.status = "OPEN"
+        if request.post_only and marketable:  # it was not when admitted: the price moved
+            order.cancel_message = "Post-only order would take liquidity"
+        elif marketable:
             self._take(order, rules, bid, ask)
-        if request.kind == "limit_limit_gtc" and order.is_open:
+        if order.is_open and request.kind == "limit_limit_gtc" and not order.cancel_message:
             self._resting[request.product_id].append(order)
         elif order.is_open:
             order.status = "CANCELLED"  # IOC: the rest is not kept
             self._set_hold(order, ZERO)
         self._notify(order)
-        return order, True
 
     def cancel(self, order_id: str) -> str | None:
         """None when the order is cancelled, else Coinbase's cancel failure reason."""
         order = self.orders.get(order_id)
-        if order is None:
+        if order is None or order.status == "PENDING":  # not on the book (yet)
             return "UNKNOWN_CANCEL_ORDER"
         if order.status == "FILLED":
             return "ORDER_IS_FULLY_FILLED"

@@ -1,8 +1,16 @@
-"""Faults on the private side: 429s, 5xxs, orders accepted but never answered, user-channel drops.
+"""Faults on the private side: 429s, 5xxs, orders accepted but never answered, user-channel drops;
+and the behaviours Coinbase leaves unverified (PROTOCOL.md, Idempotency), selectable.
 
 Each fault fires either by chance (a rate, drawn from a seeded generator, so a run is
 reproducible) or on demand: `arm(kind, n)` makes the next `n` chances of that kind fire, which is
-what tests use through `POST /_sim/faults`.
+what tests use through `POST /_sim/faults`. The unverified behaviours:
+- `duplicate_answer`: a repeated client order id is answered with the existing order
+  (`existing`: `success: true` and its order id) or refused (`refuse`: `success: false`,
+  `DUPLICATE_CLIENT_ORDER_ID`); neither creates anything.
+- `lost_hidden_s`: an order whose create answer was lost stays PENDING, off the book and out
+  of every lookup (lists, get by id; a cancel does not find it), for this many wall seconds.
+- `id_retention_s`: a closed order's client order id is forgotten this many wall seconds after
+  it closed, so a repeat of it creates a new order (0: kept forever).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 # user_drop: per user-channel frame; the connection is cut instead of sending it.
 KINDS = ("rate_limit", "server_error", "accept_timeout", "accept_delay", "accept_drop",
          "user_drop")
+DUPLICATE_ANSWERS = ("existing", "refuse")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,16 @@ class OrderFaults:
     user_drop_rate: float = 0.0
     retry_after_s: int = 1
     accept_delay_s: float = 60.0
+    duplicate_answer: str = "existing"  # existing | refuse
+    lost_hidden_s: float = 0.0
+    id_retention_s: float = 0.0  # 0: a client order id is kept forever
+
+    def __post_init__(self) -> None:
+        if self.duplicate_answer not in DUPLICATE_ANSWERS:
+            raise ValueError(f"duplicate_answer must be one of {list(DUPLICATE_ANSWERS)}, "
+                             f"got {self.duplicate_answer!r}")
+        if self.lost_hidden_s < 0 or self.id_retention_s < 0:
+            raise ValueError("lost_hidden_s and id_retention_s must be >= 0")
 
 
 class FaultDice:
@@ -68,7 +87,7 @@ class FaultDice:
     def update(self, body: dict[str, Any]) -> None:
         """Apply a control request: new rates/parameters, and `arm: {kind: n}` one-shots.
 
-        Raises ValueError on an unknown key or kind.
+        Raises ValueError on an unknown key or kind, or a setting out of range.
         """
         names = {f.name for f in fields(OrderFaults)} - {"seed"}
         unknown = set(body) - names - {"arm"}

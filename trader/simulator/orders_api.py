@@ -3,7 +3,10 @@
 Every private request must carry a valid CDP JWT (auth.py); otherwise HTTP 401 `Unauthorized`.
 Then the fault dice may answer 429 (with Retry-After) or 5xx instead. Order rejections are HTTP
 200 with `success: false`; malformed bodies HTTP 400. Lists are newest first; a cursor is the
-position where the next page starts, so new orders never shift a page being read.
+position where the next page starts, so new orders never shift a page being read. A PENDING
+order (one whose lost answer keeps it off the book, order_faults.py) is in no list and reads
+as 404. A repeated client order id is answered per `duplicate_answer` (client_ids.py keeps
+who holds an id).
 Controls (no auth): `GET /_sim/orders` every order ever created with its fills,
 `GET /_sim/accounts`, `GET`/`POST /_sim/faults` (see order_faults.py), `POST /_sim/drop_user`
 (cut every user-channel connection now).
@@ -25,6 +28,7 @@ from aiohttp import web
 
 from trader.simulator import order_wire, wire
 from trader.simulator.auth import JwtVerifier, Unauthorized, bearer_token
+from trader.simulator.client_ids import ClientIds
 from trader.simulator.exchange import Exchange, ExchangeConfig, Fill, Order
 from trader.simulator.order_faults import FaultDice, OrderFaults
 from trader.simulator.order_request import BadRequest, ProductRules, Rejection, parse_order
@@ -55,6 +59,7 @@ class PrivateApi:
         prices = {p["product_id"]: float(p["price"]) for p in products}
         self.exchange = Exchange(rules, config.exchange, prices, clock)
         self.dice = FaultDice(config.faults)
+        self.client_ids = ClientIds(self.exchange, self.dice)
         self.verifier = JwtVerifier(config.keys)
         self.user = UserChannel(self.exchange, self.verifier, self.dice, clock)
         self.counters: Counter[str] = Counter()
@@ -117,7 +122,10 @@ class PrivateApi:
         try:
             body = orjson.loads(await request.read())
             order_request = parse_order(body)
-            order, created = self.exchange.submit(order_request)
+            existing = self.client_ids.holder(order_request.client_order_id)
+            if existing is not None:
+                return self._repeated(existing, body.get("order_configuration"))
+            order = self.exchange.admit(order_request)
         except orjson.JSONDecodeError:
             return _bad_request(BadRequest("INVALID_ARGUMENT", "request body is not JSON"))
         except BadRequest as exc:
@@ -125,9 +133,15 @@ class PrivateApi:
         except Rejection as exc:
             self.counters["rejected"] += 1
             return _json(order_wire.create_failure(exc, body.get("order_configuration")))
-        self.counters["created" if created else "repeated"] += 1
+        self.counters["created"] += 1
         response = _json(order_wire.create_success(order))
-        fault = self.dice.accept_fault() if created else None
+        fault = self.dice.accept_fault()
+        hidden_s = self.dice.faults.lost_hidden_s
+        if fault is not None and hidden_s > 0:  # off the book and out of sight for a while
+            self.counters["hidden"] += 1
+            asyncio.get_running_loop().call_later(hidden_s, self.exchange.activate, order)
+        else:
+            self.exchange.activate(order)
         if fault == "drop" and request.transport is not None:
             request.transport.abort()
         elif fault == "delay":
@@ -135,6 +149,15 @@ class PrivateApi:
                 async with asyncio.timeout(self.dice.faults.accept_delay_s):
                     await self._closing.wait()
         return response
+
+    def _repeated(self, existing: Order, configuration: Any) -> web.Response:
+        """A create that repeats a client order id: nothing is created; the answer is the
+        existing order, or a DUPLICATE_CLIENT_ORDER_ID refusal (`duplicate_answer`)."""
+        self.counters["repeated"] += 1
+        if self.dice.faults.duplicate_answer == "refuse":
+            refusal = Rejection("DUPLICATE_CLIENT_ORDER_ID", "Duplicate client order id")
+            return _json(order_wire.create_failure(refusal, configuration))
+        return _json(order_wire.create_success(existing))
 
     async def _cancel_orders(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -152,7 +175,7 @@ class PrivateApi:
 
     async def _get_order(self, request: web.Request) -> web.StreamResponse:
         order = self.exchange.orders.get(request.match_info["order_id"])
-        if order is None:
+        if order is None or order.status == "PENDING":  # reads lag: not visible yet
             message = "order with this orderID was not found"
             return web.Response(status=404, body=wire.rest_error("NOT_FOUND", message),
                                 content_type="application/json")
@@ -163,8 +186,9 @@ class PrivateApi:
         ids, products = set(query.getall("order_ids", [])), set(query.getall("product_ids", []))
         statuses, sides = set(query.getall("order_status", [])), set(query.getall("order_side", []))
 
-        def keep(order: Order) -> bool:
-            return (_among(order.order_id, ids) and _among(order.request.product_id, products)
+        def keep(order: Order) -> bool:  # a PENDING order is not listed yet (PROTOCOL.md 5.6)
+            return (order.status != "PENDING" and _among(order.order_id, ids)
+                    and _among(order.request.product_id, products)
                     and _among(order.status, statuses) and _among(order.request.side, sides))
 
         try:

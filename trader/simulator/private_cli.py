@@ -1,4 +1,5 @@
-"""`trader sim` options for the private side: the API key, the account, fees and faults.
+"""`trader sim` options for the private side: the API key, the account, fees, faults and the
+answers Coinbase leaves unverified (a repeated client order id, id retention).
 
 Kept light at import (argparse and the stdlib only): the CLI builds its parser on every run.
 """
@@ -36,6 +37,16 @@ def add_private_options(parser: argparse.ArgumentParser) -> None:
                             metavar="P", help=f"probability per {chance}")
     parser.add_argument("--accept-delay", type=float, default=60.0, metavar="S",
                         help="how long an accepted-then-timeout order waits for its answer")
+    parser.add_argument("--duplicate-answer", choices=("existing", "refuse"),
+                        default="existing",
+                        help="answer to a repeated client order id: the existing order "
+                             "(success) or a DUPLICATE_CLIENT_ORDER_ID refusal")
+    parser.add_argument("--lost-hidden", type=float, default=0.0, metavar="S",
+                        help="an order whose answer was lost stays PENDING, off the book and "
+                             "out of every lookup, this long (default 0)")
+    parser.add_argument("--id-retention", type=float, default=0.0, metavar="S",
+                        help="forget a closed order's client order id this long after it "
+                             "closed, so a repeat creates a new order (default 0: never)")
 
 
 def private_config(args: argparse.Namespace) -> Any:
@@ -48,7 +59,10 @@ def private_config(args: argparse.Namespace) -> Any:
     exchange = ExchangeConfig(balances=balances, maker_fee_bps=args.maker_fee_bps,
                               taker_fee_bps=args.taker_fee_bps, seed=args.seed)
     rates = {f"{fault}_rate": getattr(args, f"{fault}_rate") for fault in FAULT_RATES}
-    faults = OrderFaults(seed=args.seed, accept_delay_s=args.accept_delay, **rates)
+    faults = OrderFaults(seed=args.seed, accept_delay_s=args.accept_delay,
+                         duplicate_answer=args.duplicate_answer,
+                         lost_hidden_s=args.lost_hidden, id_retention_s=args.id_retention,
+                         **rates)
     keys = dict([public_key_of(args.key_file)]) if args.key_file else {}
     return PrivateConfig(exchange=exchange, faults=faults, keys=keys)
 
