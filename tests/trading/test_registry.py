@@ -137,6 +137,44 @@ def test_cumulative_fill_progress_is_taken_in_order_and_a_reject_keeps_its_reaso
     assert registry.can_enter("sma_cross", "ETH-USD") is None
 
 
+def test_an_order_closed_on_our_reading_is_reopened_by_the_exchanges_word_once(caplog):
+    registry = Registry()
+    entry = intent()
+    coid = entry.client_order_id
+    registry.record_intent(entry)
+    refused = update(coid, OrderStatus.REJECTED, time_ns=50, order_id="",
+                     reason="UNKNOWN_FAILURE_REASON")  # our reading: no exchange order id
+    assert registry.apply_update(refused)
+    assert registry.can_enter("ema_rsi", "BTC-USD") is None
+    opened = update(coid, OrderStatus.OPEN, time_ns=40, order_id="ex-1")  # older, even
+    assert registry.apply_update(opened) is True
+    order = registry.order(coid)
+    assert (order.status, order.order_id, order.reject_reason) == (OrderStatus.OPEN, "ex-1", "")
+    assert registry.counters["orders_reopened"] == 1
+    assert "the exchange has it as ex-1 OPEN" in caplog.text
+    assert registry.can_enter("ema_rsi", "BTC-USD") == (
+        "an entry order for BTC-USD is OPEN (sma_cross)")
+    assert registry.apply_update(opened) is False  # the usual rules again
+    assert registry.apply_update(refused) is True  # a terminal outranks OPEN, as always
+    assert registry.apply_update(opened) is False  # but now the exchange has named it
+    assert registry.counters["orders_reopened"] == 1
+    registry.apply_fill(fill("t1", Side.BUY, "1", "100", "0.5", 60, coid))
+    assert registry.apply_fill(fill("t1", Side.BUY, "1", "100", "0.5", 60, coid)) is False
+    assert registry.position("BTC-USD").size == D("1")
+    assert registry.position("BTC-USD").strategy == "sma_cross"
+
+
+def test_an_exchange_terminal_status_is_never_reopened():
+    registry = Registry()
+    entry = intent()
+    coid = entry.client_order_id
+    registry.record_intent(entry)
+    registry.apply_update(update(coid, OrderStatus.CANCELLED, time_ns=50, order_id="ex-1"))
+    assert registry.apply_update(update(coid, OrderStatus.OPEN, time_ns=60)) is False
+    assert registry.order(coid).status is OrderStatus.CANCELLED
+    assert registry.counters["orders_reopened"] == 0
+
+
 def test_an_order_first_seen_in_an_update_is_kept_and_adopted_by_its_replayed_intent():
     registry = Registry()
     entry = intent()

@@ -4,6 +4,10 @@ Idempotency rules, so replays, duplicates and reordering cannot double-count:
 - An order's state is the greatest update seen by (status rank, cumulative filled size, total
   fees, time): PENDING/UNKNOWN < OPEN < terminal, so an older update never moves it back and a
   terminal order stays terminal. The result is the same in any arrival order.
+  One exception: a terminal status the exchange never gave (no exchange order id was ever
+  seen: the execution's own reading of a refusal or an error) is superseded by the first
+  update that names the order on the exchange, which reopens it (logged as a warning). From
+  then on the rule above holds again.
 - A fill counts once per `(product_id, trade_id)`, whichever source delivers it. A product's
   position is the fold of its fills in (time_ns, trade_id) order: a fill older than the last
   one folded refolds that product, so positions do not depend on arrival order either.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +38,8 @@ from trader.types import (
     Position,
     Side,
 )
+
+log = logging.getLogger(__name__)
 
 # Never change: client order ids of journaled intents must stay the same across versions.
 CLIENT_ORDER_ID_NAMESPACE = uuid.UUID("842766a1-e40f-44b8-8463-8fe170a8241e")
@@ -171,7 +178,8 @@ class Registry:
             self.counters["updates_unknown_order"] += 1
             known = self._outside_order(coid, update)
             self._order_keys[coid] = (-1,)
-        if key <= self._order_keys[coid]:
+        reopened = self._reopens(known, update)
+        if key <= self._order_keys[coid] and not reopened:
             self.counters["updates_stale"] += 1
             return False
         self._order_keys[coid] = key
@@ -179,10 +187,21 @@ class Registry:
             known, order_id=update.order_id or known.order_id, status=update.status,
             filled_size=update.filled_size, average_filled_price=update.average_filled_price,
             total_fees=update.total_fees, updated_ns=update.time_ns,
-            reject_reason=update.reject_reason or known.reject_reason)
+            reject_reason=update.reject_reason if reopened
+            else update.reject_reason or known.reject_reason)
         changed = order != known or coid not in self._orders
         self._store(order)
         return changed
+
+    def _reopens(self, known: Order, update: OrderUpdate) -> bool:
+        """Whether `update` reopens an order closed on our own reading, not the exchange's."""
+        if not (known.status.is_terminal and not known.order_id and update.order_id):
+            return False
+        self.counters["orders_reopened"] += 1
+        log.warning("order %s was %s on our reading (%s), but the exchange has it as %s %s: "
+                    "taking the exchange's state", known.client_order_id, known.status,
+                    known.reject_reason or "no reason", update.order_id, update.status)
+        return True
 
     @staticmethod
     def _outside_order(coid: str, update: OrderUpdate) -> Order:
