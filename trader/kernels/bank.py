@@ -14,6 +14,7 @@ Conventions (the bank itself, plain Python, is `trader.signals.indicators.Indica
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -84,7 +85,8 @@ def _volatility(s: np.ndarray, h: float, lo: float, c: float, v: float) -> tuple
 
 
 @njit(cache=True, inline="always")
-def _each(step, states, fresh, rows, which, now, col, width):
+def _each(step: Any, states: np.ndarray, fresh: np.ndarray, rows: np.ndarray,
+          which: np.ndarray, now: np.ndarray, col: int, width: int) -> None:
     """Step each slot in `which` by its row; a gap row (NaN close) resets the state instead."""
     for i in range(states.shape[0]):
         if not which[i]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import types as pytypes
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numba
 import numpy as np
@@ -126,9 +126,11 @@ def is_compiled(function: Any) -> bool:
 def is_decision(found: Any) -> bool:
     """Whether a numba return type is (number, integer, number, number) as `decide` returns."""
     number = types.Float | types.Integer
-    return (isinstance(found, types.BaseTuple) and len(found) == 4
-            and isinstance(found[1], types.Integer)
-            and all(isinstance(found[i], number) for i in (0, 2, 3)))
+    if not isinstance(found, types.BaseTuple) or len(found) != 4:
+        return False
+    score, action, stop, take_profit = tuple(cast(Any, found))  # numba types are untyped
+    return isinstance(action, types.Integer) and all(
+        isinstance(t, number) for t in (score, stop, take_profit))
 
 
 def checked_copy(decide: Any) -> tuple[Any, Any]:

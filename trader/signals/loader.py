@@ -253,7 +253,7 @@ def _trial_inputs(n_columns: int, n_bars: int, p: np.ndarray) -> list[tuple[np.n
              (cols * math.nan, cols * math.nan, ones)]  # warm-up: no indicator value yet
     cases += [(rng.uniform(0.5, 1.5, n_columns), rng.uniform(0.5, 1.5, n_columns),
                rng.uniform(0.5, 1.5, n_bars)) for _ in range(4)]
-    inputs = []
+    inputs: list[tuple[np.ndarray, ...]] = []
     for now, prev, close in cases:
         bars = np.empty((n_bars, FIELDS))
         bars[:, TIME] = 60.0 * np.arange(n_bars)
