@@ -9,7 +9,8 @@ A strategy file `strategies/<name>.py` defines:
 * ``indicators(p) -> {key: Indicator}``; ``C = columns(indicators, PARAMS)`` names the columns
   of ``now``/``prev``: ``now[C.fast]`` (``C.macd_signal`` for a multi-output indicator).
 * ``@njit def decide(now, prev, bars, p) -> (score, action, stop, take_profit)``: ``bars`` the
-  last BARS bars (default 1), oldest first, ``bars[-1, CLOSE]`` the close just closed.
+  last BARS bars (default 1), oldest first: ``bars[-1, CLOSE]`` is the close of the bar just
+  closed.
 * optional: ``INTERVAL = "5m"``, ``BARS = 1``, ``REASONS = {ENTER_LONG: "..."}``,
   ``validate(p) -> [(param, reason)]``, ``warmup(p) -> bars``.
 
