@@ -38,8 +38,7 @@ def _pin_numba_cache() -> None:
     if not root:
         return
     package = Path(__file__).resolve().parent
-    sources = sorted([*package.glob("kernels/*.py"), package / "indicators.py",
-                      package / "strategy.py"])
+    sources = sorted(package.glob("kernels/*.py"))  # all compiled code of the package
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     os.environ["NUMBA_CACHE_DIR"] = str(Path(root) / digest[:16])
 

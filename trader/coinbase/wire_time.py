@@ -14,7 +14,6 @@ from trader.errors import FrameError
 
 # "YYYY-MM-DDTHH:MM:SS" in ASCII digits (heartbeats have a space for the "T"), then the fraction
 _SECOND: Final = r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?"
-_RFC3339: Final = re.compile(_SECOND + "Z", re.ASCII)
 # then a zone: "Z", or "+HHMM" / "-HH:MM" followed by anything (Go adds " UTC m=+4.2")
 _GO_TIME: Final = re.compile(_SECOND + r" *(?:Z|([+-])(\d\d):?(\d\d))", re.ASCII)
 _EPOCH: Final = datetime(1970, 1, 1)
@@ -22,12 +21,18 @@ _ONE_SECOND: Final = timedelta(seconds=1)
 
 
 def parse_rfc3339_ns(text: str) -> int:
-    """UTC RFC3339 ("2026-08-09T21:05:42.514318Z", 0-9 fraction digits) to exact epoch ns."""
-    match = _RFC3339.fullmatch(text)
-    if match is None:
+    """UTC RFC3339 ("2026-08-09T21:05:42.514318Z", 0-9 fraction digits) to exact epoch ns.
+
+    Checked by position rather than by a regex (two of these per trade frame: the regex was a
+    fifth of ingest); `datetime.fromisoformat` checks the digits and the calendar.
+    """
+    second, fraction = text[:19], text[19:-1]
+    if not (text.isascii() and 20 <= len(text) <= 30 and text[-1] == "Z"
+            and second[4] == second[7] == "-" and second[10] == "T"
+            and second[13] == second[16] == ":"
+            and (not fraction or (fraction[0] == "." and fraction[1:].isdigit()))):
         raise FrameError("bad_time", text[:40])
-    second, fraction = match.groups()
-    return _second_ns(second, text) + _fraction_ns(fraction)
+    return _second_ns(second, text) + _fraction_ns(fraction[1:] or None)
 
 
 def parse_go_time_ns(text: str) -> int:
