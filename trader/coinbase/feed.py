@@ -24,6 +24,7 @@ import aiohttp
 from trader.backoff import Backoff
 from trader.coinbase import messages
 from trader.coinbase.reconnect import read_frames, reconnecting
+from trader.config import CoinbaseConfig, MarketConfig
 from trader.errors import FrameError
 from trader.types import Heartbeat, Quote
 
@@ -53,7 +54,6 @@ class MarketFeed:
     """Runs the websocket session for the configured products until cancelled."""
 
     name = "feed"
-    config_sections = ("market", "coinbase")
 
     def __init__(self, ws_url: str, products: Iterable[str], sink: FeedSink,
                  stale_after_s: float, *, rng: random.Random | None = None,
@@ -82,11 +82,13 @@ class MarketFeed:
 
     # ---- configuration ----------------------------------------------------------------------
 
-    def apply_section(self, name: str, section: Any) -> None:
-        if name == "market":
-            self.set_products(section.products)
-        elif name == "coinbase":
-            self.stale_after_s = section.stale_after_s
+    def apply_market(self, section: MarketConfig) -> None:
+        """A reloaded `[market]`: its products subscribed and unsubscribed on the open socket."""
+        self.set_products(section.products)
+
+    def apply_coinbase(self, section: CoinbaseConfig) -> None:
+        """A reloaded `[coinbase]`: how long a silent feed is trusted."""
+        self.stale_after_s = section.stale_after_s
 
     def set_products(self, products: Iterable[str]) -> None:
         """Subscribe to new products and unsubscribe from dropped ones, on the open socket."""
