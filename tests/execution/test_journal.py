@@ -51,6 +51,23 @@ def test_a_repeated_intent_keeps_the_first_and_later_records_never_reopen(tmp_pa
     assert replay.orphan_records == 1
 
 
+def test_only_a_reopen_record_reopens_a_final_entry_and_compaction_keeps_it_open(
+        tmp_path: Path):
+    journal = Journal(tmp_path / "j")
+    journal.open()
+    journal.intent("a", _intent(1))
+    journal.final("a", "REJECTED", "UNKNOWN_FAILURE_REASON")
+    journal.reopen("a", "order-a")
+    entry = read_journal(tmp_path / "j").entries["a"]
+    assert (entry.state, entry.status, entry.order_id, entry.open) == ("sent", None,
+                                                                       "order-a", True)
+    journal.compact([entry])
+    journal.final("a", "FILLED")
+    journal.close()
+    entry = read_journal(tmp_path / "j").entries["a"]
+    assert (entry.state, entry.status, entry.order_id) == ("final", "FILLED", "order-a")
+
+
 def _tear_at_records_end(path: Path, torn: bytes) -> None:
     data = path.read_bytes()
     end = data.rindex(b"\n") + 1

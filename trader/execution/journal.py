@@ -13,6 +13,8 @@ Records (field "t"):
 - "sent"    {cid, order_id}        the exchange acknowledged it
 - "unknown" {cid, why}             a timeout or 5xx after sending: resolved by lookup, later
 - "final"   {cid, status, why}     rejected, filled, cancelled, expired: nothing more to do
+- "reopen"  {cid, order_id}        the exchange has an order we had closed on our own
+                                   reading (a refusal, an error): open again, as "sent"
 
 A crash can cut the last line short; such a line was never synced whole, so its request was
 never sent: replay skips it and counts it, and opening for writes zeroes it (the zeros ahead
@@ -32,6 +34,7 @@ import orjson
 from trader.durable import replace_durably
 
 TERMINAL = "final"
+REOPEN = "reopen"
 
 
 @dataclass(slots=True)
@@ -96,6 +99,9 @@ class Journal:
 
     def final(self, cid: str, status: str, why: str = "") -> None:
         self._append({"t": TERMINAL, "cid": cid, "status": status, "why": why})
+
+    def reopen(self, cid: str, order_id: str) -> None:
+        self._append({"t": REOPEN, "cid": cid, "order_id": order_id})
 
     def compact(self, keep: list[JournalEntry]) -> None:
         """Rewrite the journal holding only `keep` (their intent and latest state)."""
@@ -186,6 +192,9 @@ def _replay(data: bytes) -> Replay:
 
 def _apply(entry: JournalEntry, kind: str, record: dict[str, Any]) -> None:
     entry.history.append(kind)
+    if kind == REOPEN:
+        entry.state, entry.status, entry.order_id = "sent", None, record["order_id"]
+        return
     if entry.state == TERMINAL:
         return
     if kind == "sent":
