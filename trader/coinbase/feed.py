@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 
@@ -68,7 +68,7 @@ class MarketFeed:
         self._stable_after_s = stable_after_s
         self._monotonic = monotonic
         self._control: asyncio.Queue[bytes] = asyncio.Queue()
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: aiohttp.ClientWebSocketResponse[Literal[False]] | None = None
         self._last_seq = -1
         self._last_time_ns: int | None = None  # exchange time of the last good frame
         self._reconnected = False
@@ -152,7 +152,7 @@ class MarketFeed:
                        for chunk in _chunks(self.products)]
         return frames
 
-    async def _send_control(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _send_control(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]]) -> None:
         while True:
             await ws.send_bytes(await self._control.get())
 
@@ -174,14 +174,19 @@ class MarketFeed:
             return
         if seq is None:  # an error frame: a subscribe failed
             self.counters["server_errors"] += 1
-            log.error("market feed: server error: %s", values[0].message)
+            error = values[0]
+            assert isinstance(error, messages.ServerError)
+            log.error("market feed: server error: %s", error.message)
             return
+        assert timestamp_ns is not None  # None only on error frames
         if not self._in_sequence(seq, timestamp_ns):
             return
         if ignored:
             return
         if channel == "market_trades":
-            self._deliver_trades(values[0])
+            trades = values[0]  # one TradeColumns: parsed with trade_columns
+            assert isinstance(trades, messages.TradeColumns)
+            self._deliver_trades(trades)
         else:
             self._deliver(channel, values)
 
@@ -240,8 +245,8 @@ class MarketFeed:
             keep.append(i)
         self.counters["trades"] += len(keep)
         if keep:
-            self._sink.on_trade_columns(*([column[i] for i in keep]
-                                          for column in (ids, times_ns, prices, sizes)))
+            self._sink.on_trade_columns([ids[i] for i in keep], [times_ns[i] for i in keep],
+                                        [prices[i] for i in keep], [sizes[i] for i in keep])
 
     # ---- status -----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ flipped here to the aggressor's; heartbeats carry Go `time.String()` text, not R
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, NamedTuple
@@ -72,6 +72,8 @@ class TradeColumns(NamedTuple):
 
 
 Value = Trade | TradeColumns | Quote | Heartbeat | Subscriptions | ServerError
+# a channel's parser: (the frame's events, its timestamp ns) -> its values
+_Parser = Callable[[list[Any], int], Iterable[Value]]
 
 
 class Frame(NamedTuple):
@@ -266,9 +268,10 @@ def _quote(t: Any, timestamp_ns: int, has_book: bool) -> Quote:
          _number(t, "best_bid_quantity"), _number(t, "best_ask_quantity"))
         if has_book else (None, None, None, None)
     )
-    return Quote(_product_id(t), _number(t, "price"), *book, _number(t, "volume_24_h"),
-                 _number(t, "low_24_h"), _number(t, "high_24_h"),
-                 _number(t, "price_percent_chg_24_h"), timestamp_ns)
+    best_bid, best_ask, best_bid_size, best_ask_size = book
+    return Quote(_product_id(t), _number(t, "price"), best_bid, best_ask, best_bid_size,
+                 best_ask_size, _number(t, "volume_24_h"), _number(t, "low_24_h"),
+                 _number(t, "high_24_h"), _number(t, "price_percent_chg_24_h"), timestamp_ns)
 
 
 def _heartbeat_events(events: list[Any], timestamp_ns: int) -> list[Heartbeat]:
@@ -301,11 +304,11 @@ def _subscription_events(events: list[Any], timestamp_ns: int) -> list[Subscript
     return out
 
 
-_PARSERS: Final = {
+_PARSERS: Final[dict[str, _Parser]] = {
     "market_trades": _trade_events,
     "ticker": _ticker_events,
     "ticker_batch": partial(_ticker_events, has_book=False),
     "heartbeats": _heartbeat_events,
     "subscriptions": _subscription_events,
 }
-_COLUMN_PARSERS: Final = {**_PARSERS, "market_trades": _trade_columns}
+_COLUMN_PARSERS: Final[dict[str, _Parser]] = {**_PARSERS, "market_trades": _trade_columns}

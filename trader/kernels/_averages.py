@@ -17,7 +17,7 @@ def sma_state(period: int) -> np.ndarray:
 
 
 @arith
-def _sma_add(n: int, total: float, x: float, old: float, size: int):
+def _sma_add(n: int, total: float, x: float, old: float, size: int) -> tuple[float, float]:
     """SMA arithmetic of one bar: (sum, value); TA-Lib adds the new input before it drops `old`,
     the oldest input of the window that ends with `x`. Rings start zeroed, so `old` is 0.0 while
     the window fills and the sum needs no branch (a select on it would lengthen the chain)."""
@@ -27,7 +27,9 @@ def _sma_add(n: int, total: float, x: float, old: float, size: int):
 
 
 @arith
-def _sma_next(n: int, slot: int, total: float, ring: np.ndarray, x: float):
+def _sma_next(
+    n: int, slot: int, total: float, ring: np.ndarray, x: float
+) -> tuple[int, int, float, float]:
     """One SMA bar over a ring of the last `ring.size` inputs: (n, slot, sum, value)."""
     size = ring.size
     ring[slot] = x
@@ -72,7 +74,7 @@ def _ema_update(ema: float, k: float, x: float) -> float:
 
 
 @arith
-def _ema_next(n: int, ema: float, period: int, k: float, x: float):
+def _ema_next(n: int, ema: float, period: int, k: float, x: float) -> tuple[int, float, float]:
     """One EMA bar: (n, ema or the seed sum, value)."""
     if n >= period:
         ema = _ema_update(ema, k, x)
@@ -187,7 +189,7 @@ def bbands_state(period: int, nbdev: float) -> np.ndarray:
 
 
 @arith
-def _bbands_rebase(ring: np.ndarray, slot: int, inv: float):
+def _bbands_rebase(ring: np.ndarray, slot: int, inv: float) -> tuple[float, float, float, float]:
     """Re-centre on the window's mean: (shift, shifted sums less the oldest input, stdev)."""
     size = ring.size
     total, at = 0.0, slot

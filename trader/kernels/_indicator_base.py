@@ -24,11 +24,11 @@ arith = njit(cache=True, error_model="numpy", inline="always")
 
 
 @intrinsic
-def fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+def fma(typingctx, a, b, c):
     """a * b + c rounded once (llvm.fma): explicit and deterministic, unlike fastmath."""
     f64 = types.float64
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.fma(*args)
 
     return f64(f64, f64, f64), codegen
@@ -40,10 +40,10 @@ _HUGE_MIN_BYTES = 1 << 22  # numpy advises its own arrays from 4 MiB on
 
 
 @intrinsic
-def _madvise(typingctx, addr, nbytes, advice):  # type: ignore[no-untyped-def]
+def _madvise(typingctx, addr, nbytes, advice):
     """libc madvise(addr, nbytes, advice), by symbol name so the numba cache can hold it."""
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(ir.IntType(32), [i8p, ir.IntType(64), ir.IntType(32)])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "madvise")

@@ -24,7 +24,9 @@ def stoch_state(fastk: int, slowk: int, slowd: int) -> np.ndarray:
 
 
 @arith
-def _rescan(buf: np.ndarray, base: int, slot: int, size: int, first: int, sign: float):
+def _rescan(
+    buf: np.ndarray, base: int, slot: int, size: int, first: int, sign: float
+) -> tuple[float, int]:
     """(max, bar number) of the ring at buf[base:] (sign 1; min for -1), oldest first; the
     latest of equal extremes is kept as it expires last."""
     best, at, pos = buf[base + slot], first, slot
@@ -163,7 +165,7 @@ def vwap_state(period: int) -> np.ndarray:
 
 
 @arith
-def _add(total: float, err: float, x: float):
+def _add(total: float, err: float, x: float) -> tuple[float, float]:
     """Compensated total += x (TwoSum), so a quiet window after a busy one stays exact."""
     out = total + x
     back = out - total

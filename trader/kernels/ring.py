@@ -18,7 +18,7 @@ Layout and conventions, shared by every kernel here (state is passed in explicit
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -27,8 +27,9 @@ TIME, OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4, 5
 FIELDS = 6
 
 
-class Window(NamedTuple):
-    """The state arrays of one interval's window."""
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The state arrays of one interval's window (passed to the kernels one by one)."""
 
     buf: np.ndarray
     head: np.ndarray

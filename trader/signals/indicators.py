@@ -20,7 +20,7 @@ A gap row (NaN close) resets the slot's state, as it resets the window's count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +44,8 @@ from trader.kernels.bank import (
 )
 from trader.kernels.ring import CLOSE, FIELDS, Window, last_n_all
 
-# kind -> (name, output names, state allocator)
-_KINDS = {
+# kind -> (name, output names, state allocator: the kind's `<name>_state` kernel)
+_KINDS: dict[int, tuple[str, tuple[str, ...], Callable[..., np.ndarray]]] = {
     SMA: ("sma", ("",), k.sma_state),
     EMA: ("ema", ("",), k.ema_state),
     RSI: ("rsi", ("",), k.rsi_state),
@@ -81,11 +81,12 @@ class Indicator:
     def lookback(self) -> int:
         """Bars of NaN output before the first value (TA-Lib's lookback)."""
         p = [int(x) for x in self.params]
-        lookbacks = {SMA: lambda: p[0] - 1, EMA: lambda: p[0] - 1, RSI: lambda: p[0],
-                     MACD: lambda: max(p[0], p[1]) + p[2] - 2, BBANDS: lambda: p[0] - 1,
-                     ATR: lambda: p[0], STOCH: lambda: p[0] + p[1] + p[2] - 3,
-                     ADX: lambda: 2 * p[0] - 1, OBV: lambda: 0, VWAP: lambda: p[0] - 1,
-                     VOLATILITY: lambda: p[0]}
+        lookbacks: dict[int, Callable[[], int]] = {
+            SMA: lambda: p[0] - 1, EMA: lambda: p[0] - 1, RSI: lambda: p[0],
+            MACD: lambda: max(p[0], p[1]) + p[2] - 2, BBANDS: lambda: p[0] - 1,
+            ATR: lambda: p[0], STOCH: lambda: p[0] + p[1] + p[2] - 3,
+            ADX: lambda: 2 * p[0] - 1, OBV: lambda: 0, VWAP: lambda: p[0] - 1,
+            VOLATILITY: lambda: p[0]}
         return lookbacks[self.kind]()
 
     def new_state(self) -> np.ndarray:

@@ -107,13 +107,14 @@ class StrategyRunner:
 
     def _mask(self, strategy: LoadedStrategy, window: Window, bank: IndicatorBank,
               allowed_mask: np.ndarray | None) -> np.ndarray:
-        base = bank.occupied if allowed_mask is None else allowed_mask & bank.occupied
+        base: np.ndarray = bank.occupied if allowed_mask is None else allowed_mask & bank.occupied
         if strategy.config.products:
-            base = self._pinned.get(strategy.name)
-            if base is None:
-                base = np.zeros(bank.slots, np.bool_)
-                base[[self._slots[p] for p in strategy.config.products if p in self._slots]] = 1
-                self._pinned[strategy.name] = base
+            pinned = self._pinned.get(strategy.name)
+            if pinned is None:
+                pinned = np.zeros(bank.slots, np.bool_)
+                pinned[[self._slots[p] for p in strategy.config.products if p in self._slots]] = 1
+                self._pinned[strategy.name] = pinned
+            base = pinned
         return base & (window.count >= strategy.warmup_bars)
 
 
