@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp.http_websocket import WSMessageTextBytes
 
 from trader.backoff import Backoff
 
@@ -48,7 +49,8 @@ async def reconnecting(session: Callable[[], Awaitable[None]], *, name: str, bac
         await asyncio.sleep(delay)
 
 
-async def read_frames(ws: aiohttp.ClientWebSocketResponse, on_frame: Callable[[Any], bool | None],
+async def read_frames(ws: aiohttp.ClientWebSocketResponse[bool],
+                      on_frame: Callable[[Any], bool | None],
                       *, name: str, stale_after_s: float, counters: Counter[str],
                       stopping: Callable[[], bool]) -> None:
     """Hand each data frame to `on_frame` until the socket closes, stays silent for
@@ -73,7 +75,8 @@ async def read_frames(ws: aiohttp.ClientWebSocketResponse, on_frame: Callable[[A
             await asyncio.sleep(0)
 
 
-def _log_close(ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage, name: str,
+def _log_close(ws: aiohttp.ClientWebSocketResponse[bool],
+               message: aiohttp.WSMessage | WSMessageTextBytes, name: str,
                counters: Counter[str]) -> None:
     counters["disconnects"] += 1
     if message.type == aiohttp.WSMsgType.ERROR:
