@@ -19,6 +19,24 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+# Files whose tests wait on real time for tens of seconds (database outages, a crash loop,
+# replays). They start first, so in a parallel run (-n auto, one file per worker at a time)
+# the short files fill the other workers around them instead of one of these ending the run.
+# The two outage files lead: they start together and mostly wait, so the timing bounds they
+# assert are not measured beside the crash loop's daemon starts.
+LONG_FILES = ("store/test_storage_outage.py", "store/test_writer.py",
+              "daemon/test_crash_safety.py", "daemon/test_daemon.py",
+              "coinbase/test_feed_candles.py", "daemon/test_daemon_trading.py",
+              "store/test_backfill.py", "daemon/test_demo.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first (stable: the order inside a file stays as written)."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].removeprefix("tests/"),
+                                         len(rank)))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the kernels once, so daemons started by tests load them from the cache."""
     from trader import kernels
