@@ -275,15 +275,19 @@ def _other_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-NOW = int(time.time())
+def now() -> int:
+    """Read when a test runs, not at import: a parallel run may reach it minutes later."""
+    return int(time.time())
+
+
 # label: (how the request or token differs from a good one, what the reason says)
 REJECTIONS = {
     "bad signature": (lambda k: {"token": forged(_other_key())}, "rejected"),
     "expired": (lambda k: {"now_s": time.time() + 121}, "expired"),
-    "expired claim": (lambda k: {"token": forged(k, nbf=NOW - 200, exp=NOW - 80)}, "expired"),
-    "not yet valid": (lambda k: {"token": forged(k, nbf=NOW + 60, exp=NOW + 120)},
+    "expired claim": (lambda k: {"token": forged(k, nbf=now() - 200, exp=now() - 80)}, "expired"),
+    "not yet valid": (lambda k: {"token": forged(k, nbf=now() + 60, exp=now() + 120)},
                       "not valid"),
-    "too long a lifetime": (lambda k: {"token": forged(k, exp=NOW + 3600)}, "lifetime"),
+    "too long a lifetime": (lambda k: {"token": forged(k, exp=now() + 3600)}, "lifetime"),
     "wrong method": (lambda k: {"method": "POST"}, "uri claim"),
     "wrong host": (lambda k: {"host": "api.coinbase.com"}, "uri claim"),
     "wrong port": (lambda k: {"host": "127.0.0.1:8124"}, "uri claim"),
