@@ -28,7 +28,7 @@ from trader.store.recorder import CandleRecorder
 from trader.store.writer import Writer
 
 SPEED = 120  # two exchange minutes per wall second
-HOURS = 4
+HOURS = 3  # the replay ends ~15 s after the outage: long enough to catch up live
 OUTAGE_S = 60.0
 
 
