@@ -223,17 +223,25 @@ def test_sd_notify_ready_watchdog_and_stopping_over_a_real_datagram_socket(tmp_p
 
 # ---- the status socket ---------------------------------------------------------------------
 
-def test_status_socket_is_0600_and_serves_json_and_prometheus(daemon: DaemonProcess):
-    assert stat.S_IMODE(daemon.socket.stat().st_mode) == 0o600
-    code, content_type, body = http_get(daemon.socket, "/status")
+@pytest.fixture(scope="module")
+def status_daemon(tmp_path_factory: pytest.TempPathFactory, sim_url: str):
+    """One daemon for the tests that only read its status (none reloads or stops it)."""
+    running = start_daemon(tmp_path_factory.mktemp("status") / "daemon", sim_url)
+    yield running
+    assert running.stop() == 0, running.log()
+
+
+def test_status_socket_is_0600_and_serves_json_and_prometheus(status_daemon: DaemonProcess):
+    assert stat.S_IMODE(status_daemon.socket.stat().st_mode) == 0o600
+    code, content_type, body = http_get(status_daemon.socket, "/status")
     snapshot = orjson.loads(body)
     assert (code, content_type) == (200, "application/json")
     assert snapshot["daemon"]["mode"] == "paper"
-    assert snapshot["daemon"]["pid"] == daemon.proc.pid
+    assert snapshot["daemon"]["pid"] == status_daemon.proc.pid
     assert snapshot["daemon"]["rss_bytes"] > 10 * 2**20
     assert snapshot["components"]["storage"] is None
     assert snapshot["components"]["feed"]["subscribed_products"] == 3
-    code, content_type, body = http_get(daemon.socket, "/metrics")
+    code, content_type, body = http_get(status_daemon.socket, "/metrics")
     metrics = body.decode()
     assert code == 200 and content_type.startswith("text/plain")
     assert re.search(r"^trader_uptime_s \d+(\.\d+)?$", metrics, re.M)
@@ -249,8 +257,8 @@ def run_cli(*args: str, cwd: Path, columns: int = 80) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=60)
 
 
-def test_trader_status_once_renders_a_real_daemons_snapshot(daemon: DaemonProcess):
-    result = run_cli("status", "--once", cwd=daemon.workdir)
+def test_trader_status_once_renders_a_real_daemons_snapshot(status_daemon: DaemonProcess):
+    result = run_cli("status", "--once", cwd=status_daemon.workdir)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "trader 0.1.0  paper  running" in lines[0]
@@ -261,10 +269,10 @@ def test_trader_status_once_renders_a_real_daemons_snapshot(daemon: DaemonProces
     assert len(lines) <= 24 and max(len(line) for line in lines) <= 80
 
 
-def test_trader_status_json_prints_the_raw_snapshot(daemon: DaemonProcess):
-    result = run_cli("status", "--json", "--socket", str(daemon.socket), cwd=REPO)
+def test_trader_status_json_prints_the_raw_snapshot(status_daemon: DaemonProcess):
+    result = run_cli("status", "--json", "--socket", str(status_daemon.socket), cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert orjson.loads(result.stdout)["daemon"]["pid"] == daemon.proc.pid
+    assert orjson.loads(result.stdout)["daemon"]["pid"] == status_daemon.proc.pid
 
 
 def test_trader_status_says_clearly_when_no_daemon_runs(tmp_path: Path):
