@@ -11,6 +11,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
@@ -31,7 +32,16 @@ from trader.coinbase.user_feed import UserFeed
 from trader.execution.journal import Journal, read_journal
 from trader.execution.live import LiveExecution
 from trader.execution.live_orders import intent_from_record, intent_record
-from trader.types import Action, Fill, Liquidity, OrderStatus, OrderType, Side, Signal
+from trader.types import (
+    Action,
+    Fill,
+    Liquidity,
+    OrderKind,
+    OrderStatus,
+    OrderType,
+    Side,
+    Signal,
+)
 
 
 def sim_fills(order: dict) -> tuple[Decimal, set[str]]:
@@ -66,24 +76,94 @@ async def test_a_limit_entry_rests_then_fills_through_the_user_channel_with_rest
                          and live.equity_usd() < Decimal(10_200), timeout_s=5)
 
 
+# The answers Coinbase leaves unverified (PROTOCOL.md, Idempotency), as the simulator plays them
+ANSWERS = {"existing": {"duplicate_answer": "existing"},
+           "refuse": {"duplicate_answer": "refuse"},
+           "refuse, short id retention": {"duplicate_answer": "refuse", "id_retention_s": 0.2}}
+
+
+@pytest.mark.parametrize("answer", list(ANSWERS))
 @pytest.mark.parametrize("fault", ["accept_delay", "accept_drop"])
 async def test_an_accepted_order_whose_answer_is_lost_is_found_and_not_duplicated(
-        tmp_path, fault):
+        tmp_path, fault, answer):
     async with live_rig(tmp_path) as rig:
         desk = Desk()
         live = await rig.start(desk)
-        await rig.faults(arm={fault: 1, "user_drop": 10_000})  # and no user channel to tell
+        # out of sight past the client's timeout (1 s) and the grace before a resend (1 s), so
+        # the resend runs; a market order, so it closes the moment it goes live and a short
+        # retention forgets its id
+        await rig.faults(lost_hidden_s=3.5, **ANSWERS[answer],
+                         arm={fault: 1, "user_drop": 10_000})  # and no user channel to tell
         await rig.api.control("POST", "/_sim/drop_user")
-        desk.enter()
-        await eventually(lambda: any(u.status is OrderStatus.UNKNOWN for u in desk.updates),
-                         timeout_s=5)
-        await eventually(lambda: desk.only_order().status is OrderStatus.OPEN, timeout_s=10)
+        buy = intent(OrderType.MARKET, Side.BUY, size="0.5")
+        cid = buy.client_order_id
+        desk.send(buy)
+        await eventually(lambda: desk.status(cid) is OrderStatus.FILLED
+                         and desk.filled() == Decimal("0.5"), timeout_s=15)
         (order,) = await rig.sim_orders()
-        assert desk.only_order().order_id == order["order_id"]
-        assert live.counters["resolved_by_lookup"] == 1 and live.counters["resends"] == 0
-        entry = read_journal(rig.journal).entries[order["client_order_id"]]
-        assert (entry.state, entry.history) == ("sent", ["unknown", "sent"])
-        assert live.snapshot()["counters"]["unknown"] == 0
+        assert desk.registry.order(cid).order_id == order["order_id"]
+        assert desk.registry.position(PRODUCT).size == Decimal(order["filled_size"])
+        statuses = [u.status for u in desk.updates]
+        assert OrderStatus.UNKNOWN in statuses and OrderStatus.REJECTED not in statuses
+        assert live.counters["resends"] >= 1
+        assert (live.counters["id_exists_refusals"] >= 1) == (answer != "existing")
+        entry = read_journal(rig.journal).entries[cid]
+        assert (entry.state, entry.status, entry.history) == ("final", "FILLED",
+                                                              ["unknown", "sent", "final"])
+        counters = live.snapshot()["counters"]
+        assert counters["working"] == counters["unknown"] == 0  # nothing left to resend
+        assert [o["client_order_id"] for o in await rig.sim_orders()] == [cid]
+
+
+async def test_a_duplicate_client_order_id_refusal_adopts_the_exchanges_order(tmp_path):
+    async with live_rig(tmp_path) as rig:
+        desk = Desk()
+        live = await rig.start(desk)
+        await rig.faults(duplicate_answer="refuse")
+        buy = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="99.00", post_only=True)
+        cid = buy.client_order_id
+        placed = await rig.api.limit(cid, "BUY", "0.5", "99.00")  # sent by a run before us
+        desk.send(buy)
+        await eventually(lambda: live.counters["adopted"], timeout_s=5)
+        assert desk.status(cid) is OrderStatus.OPEN
+        assert desk.registry.order(cid).order_id == placed["order_id"]
+        assert (live.counters["id_exists_refusals"], live.counters["adopted"]) == (1, 1)
+        assert OrderStatus.REJECTED not in [u.status for u in desk.updates]
+        assert [o["client_order_id"] for o in await rig.sim_orders()] == [cid]
+        entry = read_journal(rig.journal).entries[cid]
+        assert (entry.state, entry.order_id) == ("sent", placed["order_id"])
+        await eventually(lambda: live.snapshot()["foreign_orders"] == [], timeout_s=5)
+
+
+async def test_a_late_update_reopens_a_locally_rejected_order_and_its_fill_counts(
+        tmp_path, caplog):
+    async with live_rig(tmp_path) as rig:
+        desk = Desk()
+        live = await rig.start(desk)
+        await eventually(lambda: live.user_feed.connected, timeout_s=5)
+        buy = intent(OrderType.LIMIT, Side.BUY, size="1", price="99.50", post_only=True)
+        cid = buy.client_order_id
+        # our reading of a create answer said "refused"; the exchange took the order after all
+        desk.registry.record_intent(buy)
+        order = live.book.track(buy, time.time_ns())
+        live.book.journal_intent(order)
+        live.book.report(order, OrderStatus.REJECTED, "UNKNOWN_FAILURE_REASON")
+        assert desk.status(cid) is OrderStatus.REJECTED
+        assert desk.registry.can_enter("other", PRODUCT) is None
+        placed = await rig.api.limit(cid, "BUY", "1", "99.50")
+        await eventually(lambda: desk.status(cid) is OrderStatus.OPEN, timeout_s=5)
+        assert desk.registry.can_enter("other", PRODUCT) is not None  # working again
+        await rig.replay_until(100)  # 99 x 1 at +93 s fills it
+        await eventually(lambda: desk.status(cid) is OrderStatus.FILLED
+                         and desk.filled() == Decimal(1), timeout_s=5)
+        position = desk.registry.position(PRODUCT)
+        assert (position.size, position.strategy) == (Decimal(1), "s")
+        assert live.book.counters["reopened"] == desk.registry.counters["orders_reopened"] == 1
+        assert "reopened with the exchange's state" in caplog.text
+        entry = read_journal(rig.journal).entries[cid]
+        assert (entry.state, entry.status, entry.order_id, entry.history) == (
+            "final", "FILLED", placed["order_id"], ["final", "reopen", "final"])
+        assert live.snapshot()["foreign_orders"] == []
 
 
 async def test_a_cancel_of_an_unknown_order_waits_until_it_is_found(tmp_path):
@@ -231,6 +311,55 @@ async def test_a_restart_resends_fresh_intents_and_drops_stale_ones(tmp_path):
         assert entries[fresh.client_order_id].state == "sent"
 
 
+@pytest.mark.parametrize("named", [False, True])
+async def test_a_restart_adopts_an_order_out_of_sight_and_places_no_second_one(
+        tmp_path, named):
+    async with live_rig(tmp_path) as rig:
+        await rig.faults(duplicate_answer="refuse", lost_hidden_s=2.0, arm={"accept_drop": 1})
+        buy = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="99.00", post_only=True)
+        cid = buy.client_order_id
+        with pytest.raises(aiohttp.ServerDisconnectedError):  # a run sent it and died
+            await rig.api.limit(cid, "BUY", "0.5", "99.00")
+        (hidden,) = await rig.sim_orders()
+        journal = Journal(rig.journal)
+        journal.open()
+        journal.intent(cid, intent_record(buy, time.time_ns() - NS_PER_S))
+        if named:  # the answer came before the crash: the journal has the exchange order id
+            journal.sent(cid, hidden["order_id"])
+        journal.close()
+        desk = Desk()
+        live = await rig.start(desk)
+        assert desk.status(cid) is (OrderStatus.PENDING if named else OrderStatus.UNKNOWN)
+        assert (live.counters["not_in_sight"], live.counters["restart_resends"]) == (
+            (1, 0) if named else (0, 1))  # unnamed: resent, refused as a duplicate
+        await eventually(lambda: desk.status(cid) is OrderStatus.OPEN, timeout_s=10)
+        assert desk.registry.order(cid).order_id == hidden["order_id"]
+        assert desk.registry.order(cid).strategy == "s"
+        assert [o["client_order_id"] for o in await rig.sim_orders()] == [cid]
+        assert OrderStatus.REJECTED not in [u.status for u in desk.updates]
+
+
+async def test_a_restart_reopens_an_order_the_journal_closed_on_our_reading(tmp_path, caplog):
+    async with live_rig(tmp_path) as rig:
+        buy = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="99.00", post_only=True)
+        cid = buy.client_order_id
+        placed = await rig.api.limit(cid, "BUY", "0.5", "99.00")
+        journal = Journal(rig.journal)
+        journal.open()
+        journal.intent(cid, intent_record(buy, time.time_ns() - NS_PER_S))
+        journal.final(cid, "REJECTED", "UNKNOWN_FAILURE_REASON")  # what we read, wrongly
+        journal.close()
+        desk = Desk()
+        live = await rig.start(desk)
+        order = desk.registry.order(cid)
+        assert (order.status, order.order_id, order.strategy) == (
+            OrderStatus.OPEN, placed["order_id"], "s")
+        assert live.snapshot()["foreign_orders"] == [] and live.book.counters["reopened"] == 1
+        entry = read_journal(rig.journal).entries[cid]
+        assert (entry.state, entry.order_id) == ("sent", placed["order_id"])
+        assert "reopened with the exchange's state" in caplog.text
+
+
 @pytest.mark.parametrize("cancel", [False, True])
 async def test_exchange_orders_the_journal_does_not_know_are_reported_or_cancelled(
         tmp_path, caplog, cancel):
@@ -306,7 +435,7 @@ async def test_key_material_is_never_in_a_log_record_or_the_snapshot(tmp_path, c
 async def test_drain_finishes_queued_sends_and_closes_the_user_channel(tmp_path):
     async with live_rig(tmp_path) as rig:
         desk = Desk()
-        live = await rig.start(desk)
+        live = await rig.start(desk, dataclasses.replace(FAST, cancel_on_shutdown=False))
         await eventually(lambda: live.user_feed.connected, timeout_s=5)
         buy = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="99.00", post_only=True)
         desk.send(buy)
@@ -314,6 +443,82 @@ async def test_drain_finishes_queued_sends_and_closes_the_user_channel(tmp_path)
         assert [o["client_order_id"] for o in await rig.sim_orders()] == [buy.client_order_id]
         assert desk.status(buy.client_order_id) is OrderStatus.OPEN
         await eventually(lambda: not live.user_feed.connected, timeout_s=5)
+
+
+async def test_drain_cancels_every_open_order_even_one_whose_answer_was_lost(tmp_path):
+    async with live_rig(tmp_path) as rig:
+        desk = Desk()
+        live = await rig.start(desk)  # cancel_on_shutdown is on by default
+        resting = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="99.00", post_only=True)
+        desk.send(resting)
+        await eventually(lambda: desk.status(resting.client_order_id) is OrderStatus.OPEN,
+                         timeout_s=5)
+        await rig.faults(lost_hidden_s=1.5, arm={"accept_drop": 1})
+        lost = intent(OrderType.LIMIT, Side.SELL, size="0.5", price="101.00", post_only=True)
+        desk.send(lost)
+        await eventually(lambda: desk.status(lost.client_order_id) is OrderStatus.UNKNOWN,
+                         timeout_s=5)
+        queued = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="98.00", post_only=True,
+                        bar=1, kind=OrderKind.EXIT)  # not sent yet when the drain begins
+        live.submit(queued)
+        drain = asyncio.create_task(live.drain())
+        await eventually(lambda: not live.ready(), timeout_s=1)
+        late = intent(OrderType.MARKET, Side.SELL, size="0.5", bar=2)  # decided meanwhile
+        desk.send(late)
+        async with asyncio.timeout(10):
+            await drain
+        orders = {o["client_order_id"]: o["status"] for o in await rig.sim_orders()}
+        assert orders == {resting.client_order_id: "CANCELLED",
+                          lost.client_order_id: "CANCELLED"}
+        assert live.book.working() == [] and live.counters["resends"] == 0
+        assert desk.status(lost.client_order_id) is OrderStatus.CANCELLED
+        assert desk.status(late.client_order_id) is OrderStatus.CANCELLED
+
+
+async def test_an_order_still_unknown_at_the_shutdown_deadline_is_named_in_the_log(
+        tmp_path, caplog):
+    async with live_rig(tmp_path) as rig:
+        desk = Desk()
+        live = await rig.start(desk)
+        await rig.faults(arm={"server_error": 1})  # the exchange never got it; nothing says so
+        buy = intent(OrderType.LIMIT, Side.BUY, size="0.5", price="99.00", post_only=True)
+        desk.send(buy)
+        await eventually(lambda: desk.status(buy.client_order_id) is OrderStatus.UNKNOWN,
+                         timeout_s=5)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2.0):  # the daemon's shutdown deadline
+                await live.drain()
+        assert f"order {buy.client_order_id} (BUY BTC-USD) is still UNKNOWN: its create " \
+               "answer was lost" in caplog.text
+        assert await rig.sim_orders() == [] and live.counters["resends"] == 0
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+async def test_an_exchange_order_not_ours_seen_while_running_is_reported_or_cancelled(
+        tmp_path, caplog, cancel):
+    async with live_rig(tmp_path) as rig:
+        desk = Desk()
+        live = await rig.start(desk, dataclasses.replace(FAST, cancel_unknown_orders=cancel))
+        await eventually(lambda: live.user_feed.connected, timeout_s=5)
+        assert live.snapshot()["foreign_orders"] == []
+        placed = await rig.api.limit("by-hand", "BUY", "0.1", "99.00")
+
+        async def status() -> str:
+            (order,) = await rig.sim_orders()
+            return order["status"]
+
+        if cancel:
+            await eventually(lambda: live.counters["foreign_cancelled"] == 1, timeout_s=5)
+            assert await status() == "CANCELLED"
+            await eventually(lambda: live.snapshot()["foreign_orders"] == [], timeout_s=5)
+        else:
+            await eventually(lambda: live.snapshot()["foreign_orders"], timeout_s=5)
+            (foreign,) = live.snapshot()["foreign_orders"]
+            assert (foreign["order_id"], foreign["client_order_id"]) == (placed["order_id"],
+                                                                         "by-hand")
+            assert await status() == "OPEN"
+        assert "is not ours (not in the journal)" in caplog.text
+        assert desk.registry.orders() == []
 
 
 def test_a_gap_in_the_user_channel_sequence_asks_for_a_catch_up():

@@ -6,24 +6,38 @@ what an intent says (maker-first pricing, reprices and fallbacks are the trading
 
 Sending one intent: the intent is journaled (synced) before POST /orders, then
 - accepted: journal "sent"; OPEN (a resting limit) or PENDING;
-- refused (HTTP 200, success false): journal "final"; REJECTED with Coinbase's reason;
+- refused because the client order id exists (`DUPLICATE_CLIENT_ORDER_ID`, or any refusal
+  saying so, or any refusal of an order the exchange has already named to us; Coinbase may
+  answer a repeated id this way instead of with the order): not a rejection. The order is
+  looked up by client order id and adopted with its real state; not found, it is UNKNOWN
+  like a lost answer;
+- refused otherwise (HTTP 200, success false): journal "final"; REJECTED with the reason;
 - no answer (a timeout, a dropped connection or a 5xx after sending): journal "unknown";
   UNKNOWN, never FAILED. It is looked up (the product's orders since the decision, matched
   on client order id) with growing pauses; still absent `execution.unknown_grace_s` after
-  the send, it is sent again with the same client order id, which Coinbase answers with the
-  existing order should it have one after all. Never under a new id;
+  the send, it is sent again with the same client order id, right after a lookup that did
+  not find it (never after a failed one: an order that may have closed must not be sent
+  again, as Coinbase may have forgotten a closed order's id). Never under a new id, and
+  not at all once a cancel is wanted;
 - another HTTP error (a 4xx; 429s past the client's retries): `on_error`, and REJECTED (400)
   or FAILED.
-Cancels go out in batches by exchange order id; one for an order still unknown (or not yet
-sent) waits until the order is resolved.
+A terminal status of our own making is our reading: a later update from the exchange reopens
+the order (live_orders.py). Cancels go out in batches by exchange order id; one for an order
+still unknown (or not yet sent), or that the exchange did not find yet, waits until the
+order is known.
 
 Updates come from the user channel. While it is down, open orders are polled over REST every
 `execution.poll_interval_s`, and once more each time it comes back (updates sent while nobody
 listened are lost). Whenever an order's cumulative filled size grows its fills are fetched
 from REST (real trade ids) and handed on; the registry dedupes them by trade id. Terminal
-updates close the order in the journal. Equity is the accounts' USD (available + hold) plus
-every other currency at its last quoted USD price, refreshed every
-`execution.accounts_refresh_s` and after fills.
+updates close the order in the journal. An open exchange order that is not ours, seen while
+running, is reported (log, snapshot) and cancelled if `execution.cancel_unknown_orders`.
+Equity is the accounts' USD (available + hold) plus every other currency at its last quoted
+USD price, refreshed every `execution.accounts_refresh_s` and after fills.
+
+`drain()` (shutdown) takes no new orders, finishes the queued sends and cancels and, with
+`execution.cancel_on_shutdown`, cancels every working order and waits until each is closed;
+cut short by the daemon's deadline, it names the orders still open and why.
 
 At start, `ready()` stays False until reconcile.py has matched the journal with the exchange.
 The key lives in `credentials` only; tokens and key material are never logged or shown.
@@ -36,6 +50,7 @@ import collections
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +80,10 @@ FILLS_RETRY_S = 1.0  # REST fills may lag the user channel: look again this much
 MAX_FILL_RETRIES = 30
 CREATE_ORDER_PATH = "/api/v3/brokerage/orders"
 COMPACT_AFTER_FINALS = 500  # rewrite the journal once this many orders closed since the last
+CANCEL_RECHECK_S = 1.0  # shutdown: ask again for cancels not confirmed within this long
+# a refusal that says the client order id is taken: the order exists, look it up
+ID_EXISTS = re.compile(r"DUPLICATE_CLIENT_ORDER_ID|client.?order.?id.*(exist|already|duplicate"
+                       r"|in use|not unique)", re.IGNORECASE)
 
 
 class LiveExecution:
@@ -88,7 +107,7 @@ class LiveExecution:
         self.rng = rng or random.Random()
         self.journal = Journal(Path(journal_path))
         self._events: TradingEvents | None = None
-        self.book = LiveOrders(self.journal, clock)
+        self.book = LiveOrders(self.journal, clock, on_reopen=self._reopened)
         self.pacer = Pacer(coinbase.private_rest_rps)
         self.user_feed = UserFeed(coinbase.user_ws_url, credentials, self._on_user_updates,
                                   coinbase.stale_after_s, on_resync=self._request_poll,
@@ -105,8 +124,10 @@ class LiveExecution:
         self._fills_queued: set[str] = set()
         self._poll_now = asyncio.Event()
         self._accounts_due = asyncio.Event()
+        self._closed = asyncio.Event()  # an order closed (shutdown waits on these)
         self._balances: dict[str, Decimal] | None = None
         self._ready = False
+        self._draining = False
 
     def bind(self, events: TradingEvents) -> None:
         """Report to the trading core built from this execution; the order table too."""
@@ -136,7 +157,10 @@ class LiveExecution:
         if intent.client_order_id in self.book.orders:
             self.counters["repeated_submits"] += 1
             return  # Coinbase would return the existing order: nothing new either way
-        self._outbox.put_nowait(self.book.track(intent, self.clock()))
+        order = self.book.track(intent, self.clock())
+        if self._draining and self.section.cancel_on_shutdown:
+            order.cancel_wanted = True  # shutting down: cancelled before it is sent
+        self._outbox.put_nowait(order)
 
     def cancel(self, client_order_id: str) -> None:
         self._cancels.put_nowait(client_order_id)
@@ -193,11 +217,52 @@ class LiveExecution:
                 self._spawn(self._resolve(order), f"live-resolve-{order.cid[:8]}")
 
     async def drain(self) -> None:
-        """Finish the queued sends and cancels (shutdown), then close the user channel."""
-        if self._group is not None:
-            await self._outbox.join()
-            await self._cancels.join()
+        """Shutdown: take no new orders, finish the queued sends and cancels, cancel every
+        working order and wait until each is closed (`execution.cancel_on_shutdown`), then
+        close the user channel. Cut short (the daemon's deadline), it names what is open."""
+        self._ready = False  # the trading core decides nothing new
+        self._draining = True
+        cancel = self.section.cancel_on_shutdown
+        try:
+            if self._group is not None:
+                if cancel:
+                    for order in self.book.working():
+                        if not order.order_id:  # unsent or unknown: never sent (again)
+                            order.cancel_wanted = True
+                        self.cancel(order.cid)
+                await self._outbox.join()
+                await self._cancels.join()
+                if cancel:
+                    await self._until_cancelled()
+        except asyncio.CancelledError:
+            self._name_open_orders(cancel)
+            raise
         await self.user_feed.drain()
+
+    async def _until_cancelled(self) -> None:
+        """Until no order works; when none closed for CANCEL_RECHECK_S, the cancels are
+        asked again and the exchange polled (a cancel may have failed, or found nothing)."""
+        while waiting := self.book.working():
+            self._closed.clear()
+            await _wait(self._closed, CANCEL_RECHECK_S)
+            if not self._closed.is_set():
+                for order in waiting:
+                    if order.order_id and not order.done:
+                        self._cancels.put_nowait(order.cid)
+                self._request_poll()
+
+    def _name_open_orders(self, cancelling: bool) -> None:
+        for order in self.book.working():
+            if order.unknown:
+                why = "its create answer was lost and no lookup has found it"
+            elif not cancelling:
+                continue
+            elif not order.order_id:
+                why = "it was never sent"
+            else:
+                why = "its cancel is not confirmed"
+            log.error("shutdown: order %s (%s %s) is still %s: %s", order.cid,
+                      order.intent.side, order.intent.product_id, order.status.name, why)
 
     def apply_execution(self, section: ExecutionConfig) -> None:
         """A reloaded `[execution]`."""
@@ -261,39 +326,60 @@ class LiveExecution:
             self.counters["accepted"] += 1
             self.book.accepted(order, result.order_id)
             self._follow(order)
+        elif ID_EXISTS.search(result.reason) or order.order_id:
+            self.counters["id_exists_refusals"] += 1
+            log.warning("order %s refused as %s: the exchange has this client order id; "
+                        "looking it up", order.cid, result.reason)
+            await self._adopt(order, result.reason)
         else:
             self.counters["refused"] += 1
             self.book.report(order, OrderStatus.REJECTED, result.reason)
 
+    async def _adopt(self, order: LiveOrder, why: str) -> None:
+        """The exchange has an order under this client id: take its state, or look on."""
+        try:
+            found = await self.lookup(order)
+        except EXPECTED as exc:
+            self.counters["lookup_errors"] += 1
+            log.warning("lookup of order %s failed: %s", order.cid, exc)
+            found = None
+        if found is not None:
+            self.counters["adopted"] += 1
+            self.apply_update(found)
+        else:
+            self.book.unknown(order, why)
+
     async def _resolve(self, order: LiveOrder) -> None:
         """Look an unknown order up until found; send it again (same id) if it stays absent."""
-        since = asyncio.get_running_loop().time()
-        pause = RESOLVE_FIRST_S
+        loop = asyncio.get_running_loop()
+        since, pause = loop.time(), RESOLVE_FIRST_S
         while order.unknown and not order.done:
             await asyncio.sleep(pause)
             pause = min(2 * pause, RESOLVE_MAX_S)
-            found = await self._lookup(order) if order.unknown else None
+            try:
+                found = await self.lookup(order) if order.unknown else None
+            except EXPECTED as exc:  # not "absent": never resend on a failed lookup
+                self.counters["lookup_errors"] += 1
+                log.warning("lookup of order %s failed: %s", order.cid, exc)
+                continue
             if found is not None:
                 self.counters["resolved_by_lookup"] += 1
                 self.apply_update(found)
-            elif order.unknown and (asyncio.get_running_loop().time() - since
-                                    >= self.section.unknown_grace_s):
+            elif (order.unknown and not order.cancel_wanted
+                  and loop.time() - since >= self.section.unknown_grace_s):
                 self.counters["resends"] += 1
                 log.warning("order %s not found after %.0f s: sending it again with the same "
                             "client order id", order.cid, self.section.unknown_grace_s)
                 await self.create(order)
-                since, pause = asyncio.get_running_loop().time(), RESOLVE_FIRST_S
+                since, pause = loop.time(), RESOLVE_FIRST_S
         if order.order_id and not order.done:
             self._request_poll()  # its updates may have gone out before we knew it
 
-    async def _lookup(self, order: LiveOrder) -> OrderUpdate | None:
+    async def lookup(self, order: LiveOrder) -> OrderUpdate | None:
+        """The exchange's order with this client order id (its product's orders since the
+        decision), or None if it has none in sight. Raises what a request may end in."""
         start_s = max(order.intent_ns // NS_PER_S - LOOKUP_MARGIN_S, 0)
-        try:
-            listed = await self.client().list_orders(None, order.intent.product_id, start_s)
-        except EXPECTED as exc:
-            self.counters["lookup_errors"] += 1
-            log.warning("lookup of order %s failed: %s", order.cid, exc)
-            return None
+        listed = await self.client().list_orders(None, order.intent.product_id, start_s)
         return next((u for u in listed if u.client_order_id == order.cid), None)
 
     # ---- cancelling ------------------------------------------------------------------------
@@ -331,6 +417,9 @@ class LiveExecution:
             if not result.requested:
                 self.counters["cancels_refused"] += 1
                 log.info("cancel of %s refused: %s", result.order_id, result.reason)
+                cancelled = targets.get(result.order_id)
+                if cancelled is not None and "UNKNOWN_CANCEL_ORDER" in result.reason:
+                    cancelled.cancel_wanted = True  # not in sight yet: again on its update
         if not self.user_feed.connected or any(not r.requested for r in results):
             self._request_poll()  # the order's real state, now
 
@@ -343,8 +432,45 @@ class LiveExecution:
     def apply_update(self, update: OrderUpdate) -> None:
         """An update from any source: to the trading core, then what it calls for."""
         order = self.book.apply(update)
-        if order is not None:
-            self._follow(order)
+        if order is None:
+            self._not_ours(update)
+            return
+        self.foreign_orders.pop(order.order_id, None)  # seen before it became ours
+        if order.done:
+            self._closed.set()
+        self._follow(order)
+
+    def _reopened(self, order: LiveOrder) -> None:
+        """An order closed on our reading is open on the exchange: follow it again."""
+        self.restore_intent(order.intent)  # the trading core follows it for repricing again
+
+    def _not_ours(self, update: OrderUpdate) -> None:
+        """An exchange order the journal never knew, seen while running: report it, and
+        cancel it if `execution.cancel_unknown_orders` says so (reconcile.py does at start)."""
+        if self._group is None or not update.order_id:
+            return
+        if update.status.is_terminal:
+            self.foreign_orders.pop(update.order_id, None)
+            return
+        seen = update.order_id in self.foreign_orders
+        self.foreign_orders[update.order_id] = update
+        if seen:
+            return
+        cancel = self.section.cancel_unknown_orders
+        log.warning("exchange order %s (%s %s, client order id %r) is not ours (not in the "
+                    "journal): %s", update.order_id, update.side, update.product_id,
+                    update.client_order_id, "cancelling it" if cancel else "left alone")
+        if cancel:
+            self._spawn(self._cancel_foreign(update.order_id),
+                        f"live-foreign-{update.order_id[:8]}")
+
+    async def _cancel_foreign(self, order_id: str) -> None:
+        try:
+            results = await self.client().cancel_orders([order_id])
+        except EXPECTED as exc:
+            self.events.on_error("cancel", f"cancel of foreign order {order_id} failed: {exc}")
+            return
+        self.counters["foreign_cancelled"] += sum(r.requested for r in results)
 
     def _follow(self, order: LiveOrder) -> None:
         self._want_fills(order)
@@ -410,14 +536,24 @@ class LiveExecution:
             return
         self.counters["polls"] += 1
         try:
-            listed = {u.order_id: u for u in await self.client().list_orders("OPEN")}
-            for order in working:
-                update = listed.get(order.order_id) or await self.client().get_order(
-                    order.order_id)
+            listed = await self.client().list_orders("OPEN")
+            for update in listed:  # ours, and any that is not
                 self.apply_update(update)
+            in_list = {u.order_id for u in listed}
+            for order in working:
+                if order.order_id not in in_list and not order.done:
+                    await self._poll_one(order)
         except EXPECTED as exc:
             self.counters["poll_errors"] += 1
             log.warning("order poll failed: %s", exc)
+
+    async def _poll_one(self, order: LiveOrder) -> None:
+        try:
+            self.apply_update(await self.client().get_order(order.order_id))
+        except RestError as exc:
+            if exc.status != 404:
+                raise
+            self.counters["poll_not_found"] += 1  # reads lag: the order is not in sight yet
 
     # ---- balances --------------------------------------------------------------------------
 

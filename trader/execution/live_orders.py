@@ -7,13 +7,20 @@ is still handed on, since the registry drops stale ones itself. The journal hear
 step once: "sent" when the exchange order id becomes known, "final" at the first terminal
 status. Fills are handed on once per trade id, with the client order id REST fills lack.
 
+A terminal status of our own making (a refusal, a failed request: `report`) is our reading,
+not the exchange's word. An update from the exchange for such an order is never dropped: the
+order is reopened with the exchange's state (journal "reopen", a warning), and the registry,
+which sees the same update name an exchange order id for the first time, reopens it too.
+
 Only orders in this table reach the trading core: updates of other orders on the account
-(placed by hand, or by a run whose journal is gone) are counted and dropped.
+(placed by hand, or by a run whose journal is gone) are counted and dropped here; live.py
+reports them.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -32,6 +39,8 @@ from trader.types import (
     Side,
     TimeInForce,
 )
+
+log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 _RANK = {OrderStatus.PENDING: 0, OrderStatus.UNKNOWN: 0, OrderStatus.OPEN: 1}
@@ -79,6 +88,7 @@ class LiveOrder:
     trade_ids: set[str] = field(default_factory=set)
     unknown: bool = False  # a create answer was lost: being looked up
     cancel_wanted: bool = False  # cancel once the exchange order id is known
+    inferred: bool = False  # terminal on our own reading (`report`), not the exchange's
     fill_fetches: int = 0
 
     @property
@@ -97,8 +107,10 @@ class LiveOrder:
 class LiveOrders:
     """The table of orders live execution follows, and its journal records."""
 
-    def __init__(self, journal: Journal, clock: Clock) -> None:
+    def __init__(self, journal: Journal, clock: Clock,
+                 on_reopen: Callable[[LiveOrder], None] = lambda order: None) -> None:
         self._events: OrderEvents | None = None
+        self._on_reopen = on_reopen  # after a reopened order's update was handed on
         self.journal = journal
         self.clock = clock
         self.orders: dict[str, LiveOrder] = {}
@@ -172,30 +184,52 @@ class LiveOrders:
         self.forget(order)
 
     def report(self, order: LiveOrder, status: OrderStatus, reason: str = "") -> None:
-        """An update of our own making (accepted, unknown, refused)."""
+        """An update of our own making (accepted, unknown, refused): a terminal one is our
+        reading, which the exchange's word may overturn later (see the module docstring)."""
         self.apply(OrderUpdate(order.cid, order.order_id, order.intent.product_id,
                                order.intent.side, status, ZERO, ZERO, ZERO, self.clock(),
-                               reason))
+                               reason), ours=True)
 
-    def apply(self, update: OrderUpdate) -> LiveOrder | None:
+    def apply(self, update: OrderUpdate, ours: bool = False) -> LiveOrder | None:
         """Take an update of one of our orders and hand it on; None if it is not ours."""
         order = self._find(update)
         if order is None:
             self.counters["foreign_updates"] += 1
             return None
+        reopened = not ours and order.done and order.inferred and bool(update.order_id)
+        if reopened:
+            self._reopen(order, update)
         if update.order_id:
             self._learn_order_id(order, update.order_id)
         if update.client_order_id != order.cid:
             update = replace(update, client_order_id=order.cid)
+        was_done = order.done
         if rank(update.status) > rank(order.status) or (
                 rank(update.status) == rank(order.status) < 2):
             order.status = update.status
         order.filled_size = max(order.filled_size, update.filled_size)
         self.events.on_update(update)
-        if order.done:
-            order.unknown = False
+        if order.done and not was_done:
+            # our reading only while the exchange never named it (the registry's rule too)
+            order.unknown, order.inferred = False, ours and not order.order_id
             self._finalize(order, update.reject_reason)
+        if reopened:
+            self._on_reopen(order)
         return order
+
+    def _reopen(self, order: LiveOrder, update: OrderUpdate) -> None:
+        """The exchange has an order we closed on our own reading: it is open again."""
+        self.counters["reopened"] += 1
+        log.warning("order %s was %s on our reading, but the exchange has it as %s %s: "
+                    "reopened with the exchange's state", order.cid, order.status,
+                    update.order_id, update.status)
+        order.status, order.inferred = OrderStatus.PENDING, False
+        if order.journal_state == "final":
+            self.journal.reopen(order.cid, update.order_id)
+            order.journal_state = "sent"
+        if not order.order_id:
+            order.order_id = update.order_id
+            self._by_order_id[update.order_id] = order
 
     def add_fills(self, order: LiveOrder, fills: Iterable[Fill]) -> int:
         """Hand on the fills not handed on before (oldest first); how many were new."""
@@ -216,12 +250,12 @@ class LiveOrders:
 
     def _learn_order_id(self, order: LiveOrder, order_id: str) -> None:
         order.unknown = False
-        if order.order_id:
-            return
-        order.order_id = order_id
-        self._by_order_id[order_id] = order
+        if not order.order_id:
+            order.order_id = order_id
+            self._by_order_id[order_id] = order
+        # also when the id came before the intent was written (a fast user channel)
         if order.journal_state in ("intent", "unknown"):
-            self.journal.sent(order.cid, order_id)
+            self.journal.sent(order.cid, order.order_id)
             order.journal_state = "sent"
 
     def _finalize(self, order: LiveOrder, why: str) -> None:

@@ -3,8 +3,12 @@
 Each journal entry still open is resolved against the exchange:
 - found (among the open orders, or the product's orders since it was decided, matched on
   client order id; else by its exchange order id): its state is taken and its fills fetched;
-- not found, and decided within `execution.resend_window_s`: sent again with the same client
-  order id (Coinbase answers a repeated id with the existing order, so this cannot duplicate);
+- not found but given an exchange order id before: the exchange has it (reads can lag): it
+  stays working, PENDING, until an update or a poll shows it. Never sent again;
+- not found, and decided within `execution.resend_window_s`: looked up once more, then sent
+  again with the same client order id (Coinbase answers a repeated id with the existing order
+  or refuses it as a duplicate, so this cannot duplicate while it keeps the id; a lookup
+  right before is what keeps a closed order, whose id it may have forgotten, from a resend);
 - not found and older: closed in the journal as never sent, and nobody is told. Its moment
   has passed (the price it was decided at is stale); the trading core decides afresh.
 Entries closed before the restart but kept by the last compaction (their product was held)
@@ -12,10 +16,12 @@ get their fills fetched too, so the registry's positions are the exchange's fill
 Each restored order's intent goes back to the registry after its first update
 (`restore_intent`), which gives the position its strategy and exit levels.
 
-Open exchange orders the journal does not know are reported (log and snapshot) and left
-alone, or cancelled when `execution.cancel_unknown_orders` says so. Then the journal is
-compacted and the balances fetched. A failed request aborts the pass, which is retried with
-backoff; every step is idempotent.
+An open exchange order whose journal entry we closed on our own reading (refused, failed) is
+restored and reopened with the exchange's state. Open exchange orders the journal does not
+know are reported (log and snapshot) and left alone, or cancelled when
+`execution.cancel_unknown_orders` says so (live.py does the same while running). Then the
+journal is compacted and the balances fetched. A failed request aborts the pass, which is
+retried with backoff; every step is idempotent.
 """
 
 from __future__ import annotations
@@ -104,10 +110,17 @@ class Reconciler:
         order = live.book.track(intent, intent_ns, entry.state, entry.order_id or "")
         update = listed or await self._by_order_id(order)
         age_s = (live.clock() - intent_ns) / NS_PER_S
+        if update is None and not order.order_id and age_s <= live.section.resend_window_s:
+            update = await live.lookup(order)  # once more, right before a resend
         if update is not None:
             live.apply_update(update)
             if order.fills_missing:
                 await live.fetch_fills(order)
+        elif order.order_id:
+            live.counters["not_in_sight"] += 1
+            log.warning("order %s (%s %s) has exchange order id %s but is not in sight yet: "
+                        "kept working", order.cid, intent.side, intent.product_id,
+                        order.order_id)
         elif age_s <= live.section.resend_window_s:
             live.counters["restart_resends"] += 1
             log.info("order %s (%s %s) is not on the exchange: sending it again with the "
@@ -135,6 +148,17 @@ class Reconciler:
         book.add_fills(order, fills)
         self.live.restore_intent(intent)
 
+    async def _reopen(self, entry: JournalEntry, update: OrderUpdate) -> None:
+        """A journal entry closed on our reading whose order is open on the exchange."""
+        book = self.live.book
+        order = book.track(intent_from_record(entry.intent),
+                           int(entry.intent.get("intent_ns") or 0), "final")
+        order.status = OrderStatus(entry.status or OrderStatus.FAILED)
+        order.inferred = True  # what it was: closed with no exchange order id
+        self.live.apply_update(update)  # reopens it and gives the intent back (live.py)
+        if order.fills_missing:
+            await self.live.fetch_fills(order)
+
     async def _by_order_id(self, order: LiveOrder) -> OrderUpdate | None:
         if not order.order_id:
             return None
@@ -146,9 +170,16 @@ class Reconciler:
             raise
 
     async def _foreign(self, open_orders: list[OrderUpdate]) -> int:
-        """Report (or cancel) open exchange orders the journal does not know."""
-        journaled = set(self.replay.entries) | set(self.live.book.orders)
-        foreign = [u for u in open_orders if u.client_order_id not in journaled]
+        """Reopen open exchange orders the journal closed on our reading; report (or
+        cancel) the ones it does not know."""
+        foreign = []
+        for update in open_orders:
+            entry = self.replay.entries.get(update.client_order_id)
+            if entry is None:
+                foreign.append(update)
+            elif (update.client_order_id not in self.live.book.orders
+                  and not entry.open and entry.order_id is None):
+                await self._reopen(entry, update)
         self.live.foreign_orders = {u.order_id: u for u in foreign}
         cancel = self.live.section.cancel_unknown_orders
         for update in foreign:
