@@ -18,7 +18,7 @@ Sending one intent: the intent is journaled (synced) before POST /orders, then
   the send, it is sent again with the same client order id, right after a lookup that did
   not find it (never after a failed one: an order that may have closed must not be sent
   again, as Coinbase may have forgotten a closed order's id). Never under a new id, and
-  not at all once a cancel is wanted;
+  not at all once a cancel is wanted or the exchange said it has the id;
 - another HTTP error (a 4xx; 429s past the client's retries): `on_error`, and REJECTED (400)
   or FAILED.
 A terminal status of our own making is our reading: a later update from the exchange reopens
@@ -347,6 +347,7 @@ class LiveExecution:
             self.counters["adopted"] += 1
             self.apply_update(found)
         else:
+            order.id_taken = True  # nothing a resend could add: look on, never send again
             self.book.unknown(order, why)
 
     async def _resolve(self, order: LiveOrder) -> None:
@@ -365,7 +366,7 @@ class LiveExecution:
             if found is not None:
                 self.counters["resolved_by_lookup"] += 1
                 self.apply_update(found)
-            elif (order.unknown and not order.cancel_wanted
+            elif (order.unknown and not (order.cancel_wanted or order.id_taken)
                   and loop.time() - since >= self.section.unknown_grace_s):
                 self.counters["resends"] += 1
                 log.warning("order %s not found after %.0f s: sending it again with the same "

@@ -87,6 +87,7 @@ class LiveOrder:
     fills_size: Decimal = ZERO  # total size of the fills handed on
     trade_ids: set[str] = field(default_factory=set)
     unknown: bool = False  # a create answer was lost: being looked up
+    id_taken: bool = False  # refused as a duplicate client order id: looked up, never resent
     cancel_wanted: bool = False  # cancel once the exchange order id is known
     inferred: bool = False  # terminal on our own reading (`report`), not the exchange's
     fill_fetches: int = 0
