@@ -16,7 +16,7 @@ from trader import config as cfg
 from trader.daemon.statusview import show_status
 from trader.simulator.run import aimed_at, bundled_sources
 
-STRATEGIES = Path(__file__).resolve().parents[1] / "strategies"  # the built-in ones
+STRATEGIES = Path(__file__).resolve().parents[2] / "strategies"  # the built-in ones
 DEMO_SPEED = 60.0  # a simulated minute per second: candles visibly close
 
 
