@@ -38,7 +38,9 @@ MAX_SPLITS = 64  # halvings per batch to isolate rejected rows; then the rest is
 _OUTAGE_CLASSES = ("08", "40", "53", "57", "58")  # connection, rollback, resources, shutdown, I/O
 _ROW_CLASSES = ("22", "23")  # data exception, integrity violation: caused by some rows only
 _ROW_ERRORS = (TypeError, ValueError, OverflowError)  # a value COPY cannot encode
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: the connection's protocol was left mid-operation (a cut during a COPY)
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+              OSError, TimeoutError)
 
 
 class Outage(Exception):
@@ -286,6 +288,7 @@ def _sqlstate(exc: BaseException) -> str:
 
 def _is_outage(exc: BaseException, conn: asyncpg.Connection) -> bool:
     if conn.is_closed() or isinstance(exc, OSError | TimeoutError
-                                      | asyncpg.PostgresConnectionError):
+                                      | asyncpg.PostgresConnectionError
+                                      | asyncpg.InternalClientError):
         return True
     return _sqlstate(exc)[:2] in _OUTAGE_CLASSES
