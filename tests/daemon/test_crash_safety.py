@@ -59,7 +59,7 @@ OPEN = ("PENDING", "OPEN", "CANCEL_QUEUED")  # exchange statuses of a working or
 SETTINGS = {"max_exposure_usd": "1000.0", "daily_loss_limit_usd": "100000.0",
             "max_consecutive_losses": "1000", "cooldown_s": "0.0",
             "breaker_max_errors": "1000", "limit_timeout_s": "3.0",
-            "request_timeout_s": "2.0", "unknown_grace_s": "3.0"}
+            "request_timeout_s": "2.0", "unknown_grace_s": "1.0"}
 
 
 # ---- set-up ----------------------------------------------------------------------------------
@@ -156,10 +156,13 @@ def test_sigkills_while_trading_leave_no_duplicate_and_a_restart_that_agrees(
         tmp_path: Path, variant: str):
     with simulator(tmp_path, "--lost-hidden", LOST_HIDDEN_S, *VARIANTS[variant],
                    lost_rate=LOST_RATE) as sim:
-        sigkills_then_agreement(tmp_path, *sim)
+        logged = sigkills_then_agreement(tmp_path, *sim)["logged"]
+    assert logged["restart resends"] >= 1, logged  # the paths for lost answers ran
+    assert (logged["id exists refusals"] >= 1) == (variant != "existing"), logged
 
 
-def sigkills_then_agreement(tmp_path: Path, url: str, key_file: Path) -> None:
+def sigkills_then_agreement(tmp_path: Path, url: str, key_file: Path) -> dict[str, Any]:
+    """The SIGKILLed runs, the last start and the checks; what the runs exercised."""
     workdir = tmp_path / "daemon"
     journal = workdir / "state" / JOURNAL_NAME
     rng = random.Random(SEED)
@@ -191,7 +194,8 @@ def sigkills_then_agreement(tmp_path: Path, url: str, key_file: Path) -> None:
 
     orders = sim_orders(url)
     logs = "".join(path.read_text() for path in sorted(workdir.glob("daemon*.log")))
-    print(summary(orders, watch, killed_working, sim_get(url, "/_sim/faults"), logs))
+    exercised = summary(orders, watch, killed_working, sim_get(url, "/_sim/faults"), logs)
+    print(exercised)
     assert len(orders) >= RUNS and killed_working >= RUNS // 6, (len(orders), killed_working)
     assert watch.polls >= 100 and not watch.errors, (watch.polls, watch.errors[:3])
     assert_no_duplicates(orders, intents)
@@ -199,6 +203,7 @@ def sigkills_then_agreement(tmp_path: Path, url: str, key_file: Path) -> None:
     assert agreed["positions"] == net_fills(orders)
     assert not [o for o in orders if o["status"] in OPEN]  # the clean stop cancelled the rest
     assert read_journal(journal).open_entries() == []
+    return exercised
 
 
 # what the daemons' logs say when a path for lost answers runs
