@@ -227,8 +227,8 @@ class ExecutionConfig:
                         choices=("market", "cancel"))
     cancel_on_shutdown: bool = key(True, "cancel open orders on a clean shutdown", "bool")
     cancel_unknown_orders: bool = key(
-        False, "live: at start, cancel open exchange orders the journal does not know "
-        "(false: report them and leave them alone)", "bool", restart=True)
+        False, "live: cancel open exchange orders the journal does not know, at start and "
+        "when one shows up while running (false: report them and leave them alone)", "bool")
     resend_window_s: float = key(
         60.0, "live: at start, a journaled order the exchange does not have is sent again "
         "(same client order id) only if it was decided this recently; older ones are "
