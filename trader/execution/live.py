@@ -26,14 +26,8 @@ the order (live_orders.py). Cancels go out in batches by exchange order id; one 
 still unknown (or not yet sent), or that the exchange did not find yet, waits until the
 order is known.
 
-Updates come from the user channel. While it is down, open orders are polled over REST every
-`execution.poll_interval_s`, and once more each time it comes back (updates sent while nobody
-listened are lost). Whenever an order's cumulative filled size grows its fills are fetched
-from REST (real trade ids) and handed on; the registry dedupes them by trade id. Terminal
-updates close the order in the journal. An open exchange order that is not ours, seen while
-running, is reported (log, snapshot) and cancelled if `execution.cancel_unknown_orders`.
-Equity is the accounts' USD (available + hold) plus every other currency at its last quoted
-USD price, refreshed every `execution.accounts_refresh_s` and after fills.
+Updates (the user channel, REST polls while it is down), fills, exchange orders that are not
+ours and the balances behind `equity_usd`: live_updates.py.
 
 `drain()` (shutdown) takes no new orders, finishes the queued sends and cancels and, with
 `execution.cancel_on_shutdown`, cancels every working order and waits until each is closed;
@@ -47,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import random
 import re
@@ -58,7 +51,6 @@ from typing import Any
 
 import aiohttp
 
-from trader import money
 from trader.clock import NS_PER_S, Clock, wall_ns
 from trader.coinbase import auth
 from trader.coinbase.rest import OutcomeUnknown, Pacer, PrivateRest, RestError
@@ -66,20 +58,16 @@ from trader.coinbase.user_feed import UserFeed
 from trader.config import CoinbaseConfig, ExecutionConfig
 from trader.execution.journal import Journal
 from trader.execution.live_orders import LiveOrder, LiveOrders
+from trader.execution.live_updates import LiveUpdates, wait_event
 from trader.execution.reconcile import EXPECTED, LOOKUP_MARGIN_S, Reconciler
 from trader.ports import TradingEvents
 from trader.types import OrderIntent, OrderStatus, OrderUpdate, Quote
 
 log = logging.getLogger(__name__)
 
-ZERO = Decimal(0)
-CASH = frozenset({"USD", "USDC"})  # Coinbase converts USD and USDC one to one
 RESOLVE_FIRST_S = 0.5  # first lookup of an unknown order; the pause doubles up to the max
 RESOLVE_MAX_S = 5.0
-FILLS_RETRY_S = 1.0  # REST fills may lag the user channel: look again this much later
-MAX_FILL_RETRIES = 30
 CREATE_ORDER_PATH = "/api/v3/brokerage/orders"
-COMPACT_AFTER_FINALS = 500  # rewrite the journal once this many orders closed since the last
 CANCEL_RECHECK_S = 1.0  # shutdown: ask again for cancels not confirmed within this long
 # a refusal that says the client order id is taken: the order exists, look it up
 ID_EXISTS = re.compile(r"DUPLICATE_CLIENT_ORDER_ID|client.?order.?id.*(exist|already|duplicate"
@@ -109,10 +97,6 @@ class LiveExecution:
         self._events: TradingEvents | None = None
         self.book = LiveOrders(self.journal, clock, on_reopen=self._reopened)
         self.pacer = Pacer(coinbase.private_rest_rps)
-        self.user_feed = UserFeed(coinbase.user_ws_url, credentials, self._on_user_updates,
-                                  coinbase.stale_after_s, on_resync=self._request_poll,
-                                  on_error=self._on_error, rng=self.rng)
-        self.foreign_orders: dict[str, OrderUpdate] = {}  # open, not ours (see reconcile.py)
         self.counters = collections.Counter[str]()
         self._credentials = credentials
         self._order_tokens = auth.PremintedTokens(credentials)
@@ -120,12 +104,14 @@ class LiveExecution:
         self._group: asyncio.TaskGroup | None = None
         self._outbox: asyncio.Queue[LiveOrder] = asyncio.Queue()
         self._cancels: asyncio.Queue[str] = asyncio.Queue()
-        self._fills: asyncio.Queue[LiveOrder] = asyncio.Queue()
-        self._fills_queued: set[str] = set()
-        self._poll_now = asyncio.Event()
-        self._accounts_due = asyncio.Event()
-        self._closed = asyncio.Event()  # an order closed (shutdown waits on these)
-        self._balances: dict[str, Decimal] | None = None
+        self.updates = LiveUpdates(
+            self.book, section, quotes, self.counters, client=self.client, spawn=self._spawn,
+            running=lambda: self._group is not None, connected=lambda: self.user_feed.connected,
+            cancel=self._cancels.put_nowait, on_error=self._on_error,
+            is_open_position=self.is_open_position)
+        self.user_feed = UserFeed(coinbase.user_ws_url, credentials, self.updates.on_user_updates,
+                                  coinbase.stale_after_s, on_resync=self.updates.request_poll,
+                                  on_error=self._on_error, rng=self.rng)
         self._ready = False
         self._draining = False
 
@@ -171,20 +157,16 @@ class LiveExecution:
     def equity_usd(self) -> Decimal | None:
         """USD and USDC (available + hold) plus other balances at their last quoted price;
         None until the accounts were read. A currency without a quote counts nothing."""
-        if self._balances is None:
-            return None
-        total = ZERO
-        for currency, amount in self._balances.items():
-            if not amount:
-                continue  # /accounts lists every wallet, mostly empty: price only the others
-            price = Decimal(1) if currency in CASH else self._price(currency)
-            if price is not None:
-                total += amount * price
-        return total
+        return self.updates.equity_usd()
 
-    def _price(self, currency: str) -> Decimal | None:
-        quote = self.quotes.get(f"{currency}-USD")
-        return money.to_decimal(quote.price) if quote is not None and quote.price else None
+    @property
+    def foreign_orders(self) -> dict[str, OrderUpdate]:
+        """Open exchange orders that are not ours, by order id (see reconcile.py)."""
+        return self.updates.foreign_orders
+
+    @foreign_orders.setter
+    def foreign_orders(self, orders: dict[str, OrderUpdate]) -> None:
+        self.updates.foreign_orders = orders
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -208,8 +190,8 @@ class LiveExecution:
 
     def _start(self, group: asyncio.TaskGroup) -> None:
         jobs = {"user-feed": self.user_feed.run, "send": self._send_loop,
-                "cancel": self._cancel_loop, "fills": self._fill_loop, "poll": self._poll_loop,
-                "accounts": self._accounts_loop}
+                "cancel": self._cancel_loop, "fills": self.updates.fill_loop,
+                "poll": self.updates.poll_loop, "accounts": self.updates.accounts_loop}
         for name, job in jobs.items():
             group.create_task(job(), name=f"live-{name}")
         for order in self.book.working():
@@ -243,13 +225,13 @@ class LiveExecution:
         """Until no order works; when none closed for CANCEL_RECHECK_S, the cancels are
         asked again and the exchange polled (a cancel may have failed, or found nothing)."""
         while waiting := self.book.working():
-            self._closed.clear()
-            await _wait(self._closed, CANCEL_RECHECK_S)
-            if not self._closed.is_set():
+            self.updates.closed.clear()
+            await wait_event(self.updates.closed, CANCEL_RECHECK_S)
+            if not self.updates.closed.is_set():
                 for order in waiting:
                     if order.order_id and not order.done:
                         self._cancels.put_nowait(order.cid)
-                self._request_poll()
+                self.updates.request_poll()
 
     def _name_open_orders(self, cancelling: bool) -> None:
         for order in self.book.working():
@@ -266,7 +248,7 @@ class LiveExecution:
 
     def apply_execution(self, section: ExecutionConfig) -> None:
         """A reloaded `[execution]`."""
-        self.section = section
+        self.section = self.updates.section = section
 
     def apply_coinbase(self, section: CoinbaseConfig) -> None:
         """A reloaded `[coinbase]`: the private request rate and the user channel's silence."""
@@ -325,7 +307,7 @@ class LiveExecution:
         if result.accepted:
             self.counters["accepted"] += 1
             self.book.accepted(order, result.order_id)
-            self._follow(order)
+            self.updates.follow(order)
         elif ID_EXISTS.search(result.reason) or order.order_id:
             self.counters["id_exists_refusals"] += 1
             log.warning("order %s refused as %s: the exchange has this client order id; "
@@ -374,7 +356,7 @@ class LiveExecution:
                 await self.create(order)
                 since, pause = loop.time(), RESOLVE_FIRST_S
         if order.order_id and not order.done:
-            self._request_poll()  # its updates may have gone out before we knew it
+            self.updates.request_poll()  # its updates may have gone out before we knew it
 
     async def lookup(self, order: LiveOrder) -> OrderUpdate | None:
         """The exchange's order with this client order id (its product's orders since the
@@ -422,156 +404,25 @@ class LiveExecution:
                 if cancelled is not None and "UNKNOWN_CANCEL_ORDER" in result.reason:
                     cancelled.cancel_wanted = True  # not in sight yet: again on its update
         if not self.user_feed.connected or any(not r.requested for r in results):
-            self._request_poll()  # the order's real state, now
+            self.updates.request_poll()  # the order's real state, now
 
-    # ---- updates and fills -----------------------------------------------------------------
-
-    def _on_user_updates(self, updates: list[OrderUpdate]) -> None:
-        for update in updates:
-            self.apply_update(update)
+    # ---- updates (live_updates.py) ---------------------------------------------------------
 
     def apply_update(self, update: OrderUpdate) -> None:
         """An update from any source: to the trading core, then what it calls for."""
-        order = self.book.apply(update)
-        if order is None:
-            self._not_ours(update)
-            return
-        self.foreign_orders.pop(order.order_id, None)  # seen before it became ours
-        if order.done:
-            self._closed.set()
-        self._follow(order)
+        self.updates.apply_update(update)
 
     def _reopened(self, order: LiveOrder) -> None:
         """An order closed on our reading is open on the exchange: follow it again."""
         self.restore_intent(order.intent)  # the trading core follows it for repricing again
 
-    def _not_ours(self, update: OrderUpdate) -> None:
-        """An exchange order the journal never knew, seen while running: report it, and
-        cancel it if `execution.cancel_unknown_orders` says so (reconcile.py does at start)."""
-        if self._group is None or not update.order_id:
-            return
-        if update.status.is_terminal:
-            self.foreign_orders.pop(update.order_id, None)
-            return
-        seen = update.order_id in self.foreign_orders
-        self.foreign_orders[update.order_id] = update
-        if seen:
-            return
-        cancel = self.section.cancel_unknown_orders
-        log.warning("exchange order %s (%s %s, client order id %r) is not ours (not in the "
-                    "journal): %s", update.order_id, update.side, update.product_id,
-                    update.client_order_id, "cancelling it" if cancel else "left alone")
-        if cancel:
-            self._spawn(self._cancel_foreign(update.order_id),
-                        f"live-foreign-{update.order_id[:8]}")
-
-    async def _cancel_foreign(self, order_id: str) -> None:
-        try:
-            results = await self.client().cancel_orders([order_id])
-        except EXPECTED as exc:
-            self.events.on_error("cancel", f"cancel of foreign order {order_id} failed: {exc}")
-            return
-        self.counters["foreign_cancelled"] += sum(r.requested for r in results)
-
-    def _follow(self, order: LiveOrder) -> None:
-        self._want_fills(order)
-        if order.cancel_wanted and order.order_id and not order.done:
-            order.cancel_wanted = False
-            self._cancels.put_nowait(order.cid)
-        if self.book.finals_since_compaction >= COMPACT_AFTER_FINALS:
-            self.book.compact(self.is_open_position)
-
-    def _want_fills(self, order: LiveOrder) -> None:
-        if order.order_id and order.fills_missing and order.cid not in self._fills_queued:
-            self._fills_queued.add(order.cid)
-            self._fills.put_nowait(order)
-
-    async def _fill_loop(self) -> None:
-        while True:
-            order = await self._fills.get()
-            self._fills_queued.discard(order.cid)
-            if not order.fills_missing:
-                continue
-            try:
-                await self.fetch_fills(order)
-            except EXPECTED as exc:
-                self.counters["fill_errors"] += 1
-                log.warning("fills of order %s: %s", order.cid, exc)
-            if order.fills_missing:
-                order.fill_fetches += 1
-                self._spawn(self._fills_later(order), f"live-fills-{order.cid[:8]}")
-
-    async def _fills_later(self, order: LiveOrder) -> None:
-        if order.fill_fetches > MAX_FILL_RETRIES:
-            log.warning("order %s: REST shows fills of %s of its %s filled; giving up",
-                        order.cid, order.fills_size, order.filled_size)
-            return
-        await asyncio.sleep(FILLS_RETRY_S)
-        self._want_fills(order)
-
     async def fetch_fills(self, order: LiveOrder) -> None:
         """Hand on the order's fills from REST that were not handed on yet."""
-        fills = await self.client().list_fills(order_id=order.order_id)
-        if self.book.add_fills(order, fills):
-            self._accounts_due.set()
-        if not order.fills_missing:
-            order.fill_fetches = 0
-
-    # ---- the REST fallback -----------------------------------------------------------------
-
-    def _request_poll(self) -> None:
-        self._poll_now.set()
-
-    async def _poll_loop(self) -> None:
-        while True:
-            await _wait(self._poll_now, self.section.poll_interval_s)
-            asked = self._poll_now.is_set()
-            self._poll_now.clear()
-            if asked or not self.user_feed.connected:
-                await self.poll()
-
-    async def poll(self) -> None:
-        """Every working order's state from REST: the open list, and each one not in it."""
-        working = [o for o in self.book.working() if o.order_id]
-        if not working:
-            return
-        self.counters["polls"] += 1
-        try:
-            listed = await self.client().list_orders("OPEN")
-            for update in listed:  # ours, and any that is not
-                self.apply_update(update)
-            in_list = {u.order_id for u in listed}
-            for order in working:
-                if order.order_id not in in_list and not order.done:
-                    await self._poll_one(order)
-        except EXPECTED as exc:
-            self.counters["poll_errors"] += 1
-            log.warning("order poll failed: %s", exc)
-
-    async def _poll_one(self, order: LiveOrder) -> None:
-        try:
-            self.apply_update(await self.client().get_order(order.order_id))
-        except RestError as exc:
-            if exc.status != 404:
-                raise
-            self.counters["poll_not_found"] += 1  # reads lag: the order is not in sight yet
-
-    # ---- balances --------------------------------------------------------------------------
-
-    async def _accounts_loop(self) -> None:
-        while True:
-            await _wait(self._accounts_due, self.section.accounts_refresh_s)
-            self._accounts_due.clear()
-            await self.refresh_accounts()
+        await self.updates.fetch_fills(order)
 
     async def refresh_accounts(self) -> None:
-        try:
-            balances = await self.client().accounts()
-        except EXPECTED as exc:
-            self.counters["account_errors"] += 1
-            log.warning("accounts: %s", exc)
-            return
-        self._balances = {b.currency: b.available + b.hold for b in balances}
+        """The balances from REST; a failed read keeps the last ones."""
+        await self.updates.refresh_accounts()
 
     # ---- status ----------------------------------------------------------------------------
 
@@ -592,12 +443,3 @@ class LiveExecution:
                                 "product_id": u.product_id, "side": str(u.side),
                                 "status": str(u.status)} for u in self.foreign_orders.values()],
         }
-
-
-async def _wait(event: asyncio.Event, timeout_s: float) -> None:
-    """Until `event` is set or `timeout_s` passed. Not `asyncio.wait_for`: on 3.11 it can
-    swallow a cancellation that lands as the event is set, and the task never ends."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-
