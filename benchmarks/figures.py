@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from trader.kernels.series import CandleArrays
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "tests" / "data"  # the real files the tests use too; no ../shared
+DATA = REPO / "tests" / "data"  # the real files the tests use too, inside the repository
 FIVE_YEARS_1M = 5 * 365 * 1440  # 2,628,000 one-minute bars
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
