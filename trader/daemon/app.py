@@ -7,8 +7,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +97,19 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 await self._prepare()
                 # status, reload and watchdog serve while the kernels load; market data after
-                tasks = [group.create_task(c.run(), name=c.name) for c in self.serving]
-                await self._warm_kernels()
-                tasks += [group.create_task(c.run(), name=c.name) for c in self.components
-                          if c not in self.serving]
-                await self._first_subscription()
-                self.state = "running"
-                self.notifier.ready(self._status_line())
-                logger.info("running: %s", self._status_line())
-                await self._stop.wait()
-                clean = await self._shutdown()
+                started = list(self.serving)
+                tasks = [group.create_task(c.run(), name=c.name) for c in started]
+                # a stop asked in any start-up phase ends it at once (no "running", no READY)
+                if await self._unless_stopped(self._warm_kernels()):
+                    rest = [c for c in self.components if c not in self.serving]
+                    started += rest
+                    tasks += [group.create_task(c.run(), name=c.name) for c in rest]
+                    if await self._unless_stopped(self._first_subscription()):
+                        self.state = "running"
+                        self.notifier.ready(self._status_line())
+                        logger.info("running: %s", self._status_line())
+                        await self._stop.wait()
+                clean = await self._shutdown(started)
                 for task in reversed(tasks):
                     task.cancel()
         except ExceptionGroup as crash:
@@ -125,12 +129,30 @@ class Daemon:
         await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
         await self.status.start()
 
+    async def _unless_stopped(self, step: Awaitable[None]) -> bool:
+        """Await a start-up step unless a stop is asked first: True when it finished and no
+        stop was asked. A step cut short is cancelled (a thread it waits on runs on, unwaited).
+        """
+        step_task = asyncio.ensure_future(step)
+        stop_task = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((step_task, stop_task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+            if not step_task.done():
+                step_task.cancel()
+        if not step_task.done():  # stopped: let the step unwind its cancellation
+            await asyncio.wait((step_task,))
+        if not step_task.cancelled():
+            step_task.result()  # a step that failed crashes the start-up as before
+        return not self._stop.is_set()
+
     async def _warm_kernels(self) -> None:
         """Compile, or load from the numba cache, every kernel before market data flows."""
         started = time.monotonic()
-        await asyncio.to_thread(kernels.warmup)
-        await asyncio.to_thread(indicators.warmup)
-        await asyncio.to_thread(self.parts.runner.warmup)
+        await _in_daemon_thread(kernels.warmup, "warmup-kernels")
+        await _in_daemon_thread(indicators.warmup, "warmup-indicators")
+        await _in_daemon_thread(self.parts.runner.warmup, "warmup-strategies")
         logger.info("kernels ready in %.2f s", time.monotonic() - started)
 
     async def _first_subscription(self) -> None:
@@ -141,8 +163,9 @@ class Daemon:
             logger.warning("no subscription ack within %.0f s; reporting ready anyway",
                            READY_WAIT_S)
 
-    async def _shutdown(self) -> bool:
-        """Drain components in SHUTDOWN_ORDER within the deadline; True when all finished."""
+    async def _shutdown(self, started: list[Component]) -> bool:
+        """Drain the started components (and the passive parts) in SHUTDOWN_ORDER within the
+        deadline; True when all finished."""
         self.state = "stopping"
         self.notifier.stopping()
         deadline_s = self.config.daemon.shutdown_timeout_s
@@ -151,7 +174,7 @@ class Daemon:
             async with asyncio.timeout(deadline_s):
                 if self.config.execution.cancel_on_shutdown:
                     self.parts.trading.cancel_all()
-                for component in self._drain_order():
+                for component in self._drain_order(started):
                     logger.info("draining %s", component.name)
                     await component.drain()
         except TimeoutError:
@@ -159,8 +182,8 @@ class Daemon:
             return False
         return True
 
-    def _drain_order(self) -> list[Drains]:
-        draining = [c for c in [*self.components, *self.passive] if isinstance(c, Drains)]
+    def _drain_order(self, started: list[Component]) -> list[Drains]:
+        draining = [c for c in [*started, *self.passive] if isinstance(c, Drains)]
         rank = {name: i for i, name in enumerate(SHUTDOWN_ORDER)}
         return sorted(draining, key=lambda c: rank.get(c.name, len(rank)))
 
@@ -241,6 +264,36 @@ class Daemon:
             "products": list(self.config.market.products),
             "components": components,
         }
+
+
+async def _in_daemon_thread(func: Callable[[], None], name: str) -> None:
+    """`func()` in a daemon thread of its own, awaited. Unlike `asyncio.to_thread` (whose
+    pool threads are joined at loop close and at exit), a thread the daemon stopped waiting
+    for (a stop during a numba compile, which cannot be interrupted) is abandoned at exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():  # nobody waits any more
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def target() -> None:
+        error: BaseException | None = None
+        try:
+            func()
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop closed meanwhile: the daemon stopped waiting
+            pass
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    await done
 
 
 def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:
