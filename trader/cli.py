@@ -213,28 +213,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    """`trader compile`: what `Daemon._warm_kernels` compiles, ahead of the first start."""
+    """`trader compile`: what the daemon compiles before READY, ahead of the first start."""
     import time
 
-    from trader import kernels
-    from trader.signals import indicators
+    from trader.daemon.app import (
+        EXIT_CONFIG,
+        load_strategies_or_report,
+        read_config_or_report,
+        warm_kernels,
+    )
     from trader.signals.runner import StrategyRunner
-    from trader.strategy import load_strategies
 
-    parsed = read_config(args.config)
-    if not isinstance(parsed, cfg.Config):
-        for key_path, reason in parsed:
-            print(f"{args.config}: {key_path}: {reason}", file=sys.stderr)
-        return 2
+    config = read_config_or_report(args.config)
     started = time.perf_counter()  # loading a strategy compiles its decide (a trial run)
-    strategies = load_strategies(Path(parsed.daemon.strategies_dir), parsed.strategies)
-    if not isinstance(strategies, dict):
-        for where, reason in strategies:
-            print(f"{where}: {reason}", file=sys.stderr)
-        return 2
-    kernels.warmup()
-    indicators.warmup()
-    StrategyRunner(strategies).warmup()
+    strategies = None if config is None else load_strategies_or_report(config)
+    if strategies is None:
+        return EXIT_CONFIG
+    warm_kernels(StrategyRunner(strategies))
     elapsed = time.perf_counter() - started
     names = ", ".join(sorted(strategies)) or "none"
     cache = os.environ.get("NUMBA_CACHE_DIR") or "beside the sources"

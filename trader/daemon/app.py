@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from trader.daemon.systemd import Notifier
 from trader.execution.live import LiveExecution
 from trader.ports import Component, Drains
 from trader.signals import indicators
+from trader.signals.runner import StrategyRunner
 from trader.strategy import LoadedStrategy, load_strategies, reload_strategies
 
 logger = logging.getLogger(__name__)
@@ -150,9 +152,7 @@ class Daemon:
     async def _warm_kernels(self) -> None:
         """Compile, or load from the numba cache, every kernel before market data flows."""
         started = time.monotonic()
-        await _in_daemon_thread(kernels.warmup, "warmup-kernels")
-        await _in_daemon_thread(indicators.warmup, "warmup-indicators")
-        await _in_daemon_thread(self.parts.runner.warmup, "warmup-strategies")
+        await _in_daemon_thread(lambda: warm_kernels(self.parts.runner), "warmup-kernels")
         logger.info("kernels ready in %.2f s", time.monotonic() - started)
 
     async def _first_subscription(self) -> None:
@@ -287,13 +287,38 @@ async def _in_daemon_thread(func: Callable[[], None], name: str) -> None:
             func()
         except BaseException as exc:  # handed to the awaiting task
             error = exc
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
             loop.call_soon_threadsafe(settle, error)
-        except RuntimeError:  # the loop closed meanwhile: the daemon stopped waiting
-            pass
 
     threading.Thread(target=target, name=name, daemon=True).start()
     await done
+
+
+def warm_kernels(runner: StrategyRunner) -> None:
+    """Compile, or load from the numba cache, every kernel and the runner's strategies."""
+    kernels.warmup()
+    indicators.warmup()
+    runner.warmup()
+
+
+def read_config_or_report(config_path: Path) -> cfg.Config | None:
+    """The config, or None after printing each error with its key path."""
+    parsed = read_config(config_path)
+    if isinstance(parsed, cfg.Config):
+        return parsed
+    for key_path, reason in parsed:
+        print(f"{config_path}: {key_path}: {reason}", file=sys.stderr)
+    return None
+
+
+def load_strategies_or_report(config: cfg.Config) -> dict[str, LoadedStrategy] | None:
+    """The configured strategies, or None after printing each error (file:line)."""
+    strategies = load_strategies(Path(config.daemon.strategies_dir), config.strategies)
+    if isinstance(strategies, dict):
+        return strategies
+    for where, reason in strategies:
+        print(f"{where}: {reason}", file=sys.stderr)
+    return None
 
 
 def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:
@@ -303,17 +328,13 @@ def _intervals(strategies: Mapping[str, LoadedStrategy]) -> dict[str, str]:
 
 def run_daemon(config_path: Path, environ: Mapping[str, str]) -> int:
     """`trader run`: load the config and strategies, then run on uvloop until stopped."""
-    parsed = read_config(config_path)
-    if not isinstance(parsed, cfg.Config):
-        for key_path, reason in parsed:
-            print(f"{config_path}: {key_path}: {reason}", file=sys.stderr)
+    parsed = read_config_or_report(config_path)
+    if parsed is None:
         return EXIT_CONFIG
     configure_logging(parsed.log, environ)
     logger.info("trader %s starting with %s", __version__, config_path)
-    strategies = load_strategies(Path(parsed.daemon.strategies_dir), parsed.strategies)
-    if not isinstance(strategies, dict):
-        for where, reason in strategies:
-            print(f"{where}: {reason}", file=sys.stderr)
+    strategies = load_strategies_or_report(parsed)
+    if strategies is None:
         return EXIT_CONFIG
     try:
         daemon = Daemon(config_path, parsed, environ, strategies)
