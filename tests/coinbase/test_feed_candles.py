@@ -85,7 +85,7 @@ async def run_replay(faults: Faults, speed: float, hours: float, stale_after_s: 
 
 async def test_six_hours_of_three_products_with_faults_gives_exact_candles():
     faults = Faults(seed=11, drop_rate=0.0015, gap_rate=0.0015, malformed_rate=0.003,
-                    stall_rate=0.0003, stall_s=2.5, oversized_rate=0.0003,
+                    stall_rate=0.0003, stall_s=2.5, oversized_rate=0.0006,
                     oversized_bytes=17 * 2**20)
     simulator, market, recorder, feed, candles, end_s = await run_replay(
         faults, speed=600, hours=HOURS, stale_after_s=2.0)
