@@ -104,6 +104,9 @@ class StatusConfig:
     socket: str = key(
         "", "unix socket of the status server (mode 0600); empty: <state_dir>/status.sock",
         "str", restart=True)
+    metrics_listen: str = key(
+        "", "host:port to serve Prometheus /metrics over HTTP, e.g. 127.0.0.1:9464; empty: "
+        "only on the status socket", "str", restart=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +261,18 @@ class PaperConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResearchConfig:
+    min_sharpe: float = key(1.2, "approval gate: Sharpe ratio of daily returns at least this",
+                            "float")
+    min_win_rate_pct: float = key(45.0, "approval gate: winning trades at least this share",
+                                  "float", unit="%", min=0, max=100)
+    min_profit_factor: float = key(1.5, "approval gate: gross profit / gross loss at least this",
+                                   "float", min=0)
+    max_drawdown_pct: float = key(15.0, "approval gate: deepest fall of equity from a peak at "
+                                  "most this", "float", unit="%", min=0, max=100)
+
+
+@dataclass(frozen=True, slots=True)
 class StrategyConfig:
     enabled: bool = key(True, "run this strategy", "bool")
     interval: str = key("", "candles it decides on (one of market.intervals); empty: the "
@@ -279,6 +294,7 @@ SECTIONS: dict[str, type] = {
     "risk": RiskConfig,
     "execution": ExecutionConfig,
     "paper": PaperConfig,
+    "research": ResearchConfig,
 }
 
 
@@ -294,6 +310,7 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
+    research: ResearchConfig = field(default_factory=ResearchConfig)
     strategies: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
 
