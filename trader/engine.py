@@ -7,6 +7,7 @@ nothing awaits between a frame and what it causes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ STALE_BAR_S = 120  # a bar repaired this long after it closed is not traded on
 TradeColumnsSink = Callable[[Sequence[str], Sequence[int], Sequence[float], Sequence[float]],
                             None]
 BarSink = BarListener  # (interval_s, bar_time_s), called after trading has seen the bar
+BarTimer = Callable[[int, float], None]  # (interval_s, seconds one on_bar took)
 
 
 class Engine:
@@ -39,7 +41,8 @@ class Engine:
                  runner: StrategyRunner | None = None, book: SignalBook | None = None,
                  selector: Selector | None = None, trading: Trading | None = None,
                  bar_sinks: Sequence[BarSink] = (), trade_sinks: Sequence[TradeColumnsSink] = (),
-                 on_repair_needed: Callable[[], None] = lambda: None) -> None:
+                 on_repair_needed: Callable[[], None] = lambda: None,
+                 observe_bar_close: BarTimer | None = None) -> None:
         self.market = market
         self.quotes = quotes or QuoteBook()
         self.runner = runner or StrategyRunner()
@@ -49,7 +52,8 @@ class Engine:
         self.bar_sinks = tuple(bar_sinks)  # e.g. the store's candle and equity recorders
         self.trade_sinks = tuple(trade_sinks)  # e.g. the paper account's fills
         self.on_repair_needed = on_repair_needed
-        market.bind(self.on_bar)
+        self.observe_bar_close = observe_bar_close  # e.g. a latency histogram
+        market.bind(self.on_bar if observe_bar_close is None else self._timed_on_bar)
 
     # ---- the bar close ----------------------------------------------------------------------
 
@@ -63,6 +67,12 @@ class Engine:
             self._trade(interval_s, bar_time_s, signals)  # 4. exits, then entries
         for sink in self.bar_sinks:
             sink(interval_s, bar_time_s)  # 5. the bar sinks: candles and equity rows
+
+    def _timed_on_bar(self, interval_s: int, bar_time_s: int) -> None:
+        started = time.perf_counter()
+        self.on_bar(interval_s, bar_time_s)
+        assert self.observe_bar_close is not None
+        self.observe_bar_close(interval_s, time.perf_counter() - started)
 
     def _decide(self, interval_s: int, bar_time_s: int) -> list[Signal]:
         """Every strategy of the interval over the selector's top N and what is held."""
