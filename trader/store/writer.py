@@ -51,7 +51,8 @@ class Writer:
                  rng: random.Random | None = None, backoff_base_s: float = 0.25,
                  backoff_cap_s: float = 30.0, connect_timeout_s: float = 10.0,
                  command_timeout_s: float = 60.0, connections: int = 2,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 observe_flush: Callable[[str, float], None] | None = None) -> None:
         self.dsn = dsn
         self.section = section
         self._batch_rows, self._max_rows = section.batch_rows, section.max_buffer_rows
@@ -65,6 +66,7 @@ class Writer:
                             counters=self.counters, rows_written=self.rows_written)
         self._backoff = Backoff(backoff_base_s, backoff_cap_s, rng or random.Random())
         self._monotonic = monotonic
+        self._observe_flush = observe_flush  # (table, seconds a batch commit took)
         self._buffers: dict[str, collections.deque[tuple]] = {
             name: collections.deque() for name in TABLES}
         self._widths = {name: len(table.columns) for name, table in TABLES.items()}
@@ -213,7 +215,10 @@ class Writer:
         buffer = self._buffers[name]
         count = min(len(buffer), self._batch_rows)
         rows = list(itertools.islice(buffer, count))
+        started = time.perf_counter()
         rejected, reason = await self._db.commit(TABLES[name], rows, self._batch_rows)
+        if self._observe_flush is not None:
+            self._observe_flush(name, time.perf_counter() - started)
         if rejected:
             await self._keep_rejected(name, rejected, reason)
         for _ in range(count):
