@@ -66,18 +66,22 @@ class Pacer:
                 await asyncio.sleep(delay)
 
 
+RestTimer = Callable[[str, str, float], None]  # (method, path, seconds one attempt took)
+
+
 class PublicRest:
     """The public market endpoints: products, one product, candles."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, pacer: Pacer,
                  max_attempts: int = 6, backoff_max_s: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, observe: RestTimer | None = None) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
         self.pacer = pacer
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._rng = rng or random.Random()
+        self._observe = observe  # e.g. a latency histogram; pacing and backoff excluded
         self.counters = {"requests": 0, "retries": 0, "rate_limited": 0, "errors": 0}
 
     async def candles(self, product_id: str, start_s: int, end_s: int,
@@ -110,6 +114,7 @@ class PublicRest:
         for attempt in range(1, self._max_attempts + 1):
             await self.pacer.wait()
             self.counters["requests"] += 1
+            started = time.perf_counter()
             try:
                 async with self._session.get(url, params=params) as response:
                     body = await response.read()
@@ -117,6 +122,7 @@ class PublicRest:
                     status = response.status
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status, body, retry_after = None, str(exc).encode(), None
+            self._observed("GET", path, started)
             if status == 200:
                 return _decoded(body, path)
             self._count_failure(status)
@@ -127,6 +133,10 @@ class PublicRest:
                 await asyncio.sleep(retry_after or self._backoff_s(attempt))
         raise RestError(f"GET {path}: gave up after {self._max_attempts} attempts "
                         f"(last: {status or body[:200]!r})", status)
+
+    def _observed(self, method: str, path: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe(method, path, time.perf_counter() - started)
 
     def _count_failure(self, status: int | None) -> None:
         self.counters["rate_limited" if status == 429 else "errors"] += 1
@@ -247,6 +257,7 @@ class PrivateRest(PublicRest):
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(body)
+        started = time.perf_counter()
         try:
             async with self._session.request(method, url, params=params, data=data,
                                              headers=headers, timeout=self._timeout) as response:
@@ -255,6 +266,8 @@ class PrivateRest(PublicRest):
                         _retry_after_s(response.headers.get("Retry-After")))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return None, str(exc).encode(), None
+        finally:
+            self._observed(method, path, started)
 
 
 def _rfc3339(time_s: int) -> str:
