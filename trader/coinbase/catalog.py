@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from trader.coinbase.rest import Pacer, PublicRest, RestError
+from trader.coinbase.rest import Pacer, PublicRest, RestError, RestTimer
 from trader.types import Product
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,11 @@ class ProductCatalog:
     name = "products"
 
     def __init__(self, rest_url: str, pacer: Pacer,
-                 on_products: Callable[[list[Product]], None]) -> None:
+                 on_products: Callable[[list[Product]], None], *,
+                 observe_rest: RestTimer | None = None) -> None:
         self.rest_url = rest_url
         self.pacer = pacer
+        self.observe_rest = observe_rest
         self.on_products = on_products
         self.loaded = asyncio.Event()
         self.counters = {"loads": 0, "failures": 0, "products": 0}
@@ -40,7 +42,7 @@ class ProductCatalog:
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            rest = PublicRest(session, self.rest_url, self.pacer)
+            rest = PublicRest(session, self.rest_url, self.pacer, observe=self.observe_rest)
             failures = 0
             while True:
                 try:

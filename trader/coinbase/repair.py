@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from trader.coinbase.rest import Pacer, PublicRest, RestError
+from trader.coinbase.rest import Pacer, PublicRest, RestError, RestTimer
 from trader.market.candles import Market, RepairSpan
 
 log = logging.getLogger(__name__)
@@ -22,9 +22,11 @@ class CandleRepairer:
 
     name = "repair"
 
-    def __init__(self, market: Market, rest_url: str, requests_per_s: float) -> None:
+    def __init__(self, market: Market, rest_url: str, requests_per_s: float, *,
+                 observe_rest: RestTimer | None = None) -> None:
         self.market = market
         self.rest_url = rest_url
+        self.observe_rest = observe_rest
         self.pacer = Pacer(requests_per_s)
         self.rest: PublicRest | None = None
         self._wake = asyncio.Event()
@@ -34,7 +36,7 @@ class CandleRepairer:
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            self.rest = PublicRest(session, self.rest_url, self.pacer)
+            self.rest = PublicRest(session, self.rest_url, self.pacer, observe=self.observe_rest)
             while True:
                 await self._wake.wait()
                 self._wake.clear()
