@@ -53,7 +53,7 @@ import aiohttp
 
 from trader.clock import NS_PER_S, Clock, wall_ns
 from trader.coinbase import auth
-from trader.coinbase.rest import OutcomeUnknown, Pacer, PrivateRest, RestError
+from trader.coinbase.rest import OutcomeUnknown, Pacer, PrivateRest, RestError, RestTimer
 from trader.coinbase.user_feed import UserFeed
 from trader.config import CoinbaseConfig, ExecutionConfig
 from trader.execution.journal import Journal
@@ -87,8 +87,10 @@ class LiveExecution:
     def __init__(self, journal_path: Path | str, credentials: auth.Credentials,
                  coinbase: CoinbaseConfig, section: ExecutionConfig,
                  quotes: Mapping[str, Quote], clock: Clock = wall_ns, *,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 observe_rest: RestTimer | None = None) -> None:
         self.coinbase = coinbase
+        self.observe_rest = observe_rest
         self.section = section
         self.quotes = quotes  # read-only: the engine's quote book
         self.clock = clock
@@ -175,7 +177,7 @@ class LiveExecution:
         async with aiohttp.ClientSession() as session:
             self._rest = PrivateRest(session, self.coinbase.rest_url, self.pacer,
                                      self._authorize, timeout_s=self.coinbase.request_timeout_s,
-                                     rng=self.rng)
+                                     rng=self.rng, observe=self.observe_rest)
             try:
                 await Reconciler(self, self.journal.open()).run()
                 self._ready = True
