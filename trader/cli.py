@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     init.set_defaults(handler=_init)
 
     _add_backfill(commands)
+    _add_backtest(commands)
 
     sim = commands.add_parser("sim", help="a Coinbase simulator on loopback (offline tests)")
     sim.add_argument("--data", action="append", default=[], metavar="PRODUCT=FILE",
@@ -144,10 +145,77 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_backtest(commands: argparse._SubParsersAction) -> None:
+    from trader.research.options import FILLS
+    from trader.research.run import PATHS
+
+    backtest = commands.add_parser(
+        "backtest", help="one backtest on the live engine",
+        description="Run a strategy over stored candles (a candle file, or the database of "
+        "storage.dsn) with the daemon's own engine, bar fills and risk rules.")
+    backtest.add_argument("strategy", metavar="STRATEGY", help="strategies/<STRATEGY>.py")
+    _config_option(backtest)
+    backtest.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                          help="a strategy parameter, over the config's (repeatable)")
+    backtest.add_argument("--data", type=Path, metavar="FILE.csv.gz", help="a candle file")
+    backtest.add_argument("--product", nargs="+", default=[], metavar="ID",
+                          help="products to read from the database; with --data, the file's")
+    backtest.add_argument("--since", type=_time_arg, metavar="DATE",
+                          help="first decided bar (earlier candles only warm up)")
+    backtest.add_argument("--until", type=_time_arg, metavar="DATE", help="end, exclusive")
+    backtest.add_argument("--interval", help="the strategy's bars (default: its INTERVAL)")
+    backtest.add_argument("--fill", choices=FILLS, default="live",
+                          help="live: the paper execution's rules on bars (default); "
+                          "next-open: every order a market order at the next bar's open")
+    backtest.add_argument("--fees", type=_fees_arg, metavar="MAKER_BPS,TAKER_BPS",
+                          help="default: [paper] maker_fee_bps, taker_fee_bps")
+    backtest.add_argument("--slippage", type=_bps_arg, metavar="BPS",
+                          help="default: [paper] slippage_bps")
+    backtest.add_argument("--cash", type=_positive_float, metavar="USD",
+                          help="default: paper.starting_balance_usd")
+    backtest.add_argument("--risk", choices=("config", "off"), default="config",
+                          help="off: no risk limit or exit; each entry buys --position-pct")
+    backtest.add_argument("--position-pct", type=_positive_float, default=100.0,
+                          metavar="PCT", help="with --risk off: share of equity per entry")
+    backtest.add_argument("--path", choices=PATHS, default="compiled",
+                          help="compiled (default, fast) or engine (the daemon's objects "
+                          "stepped bar by bar; 1-minute bars); both give the same trades")
+    backtest.add_argument("--json", type=Path, metavar="OUT.json", help="write the result")
+    backtest.add_argument("--report", type=Path, metavar="OUT.html",
+                          help="write a self-contained HTML report")
+    backtest.set_defaults(handler=_backtest)
+
+
+def _bps_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected basis points in [0, 1000], got {text!r}")
+    return value
+
+
+def _fees_arg(text: str) -> tuple[float, float]:
+    maker, sep, taker = text.partition(",")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected MAKER_BPS,TAKER_BPS, got {text!r}")
+    return _bps_arg(maker), _bps_arg(taker)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from trader.research.command import backtest_command
+
+    config = _backfill_config(args.config, "backtest")
+    if config is None:
+        return 2
+    return backtest_command(args, config)
+
+
 def _backfill(args: argparse.Namespace) -> int:
     from trader.store.backfill.run import run
 
-    config = _backfill_config(args.config)
+    config = _backfill_config(args.config, "backfill")
     if config is None:
         return 2
     job_or_error = _backfill_job(args, config)
@@ -157,7 +225,7 @@ def _backfill(args: argparse.Namespace) -> int:
     return run(job_or_error)
 
 
-def _backfill_config(path: Path | None) -> cfg.Config | None:
+def _backfill_config(path: Path | None, command: str) -> cfg.Config | None:
     """The config (defaults when no -c and no ./config.toml); None after printing errors."""
     if path is None and not DEFAULT_CONFIG.exists():
         return cfg.Config()
@@ -166,7 +234,7 @@ def _backfill_config(path: Path | None) -> cfg.Config | None:
     if isinstance(parsed, cfg.Config):
         return parsed
     for key_path, reason in parsed:
-        print(f"trader backfill: {path}: {key_path}: {reason}", file=sys.stderr)
+        print(f"trader {command}: {path}: {key_path}: {reason}", file=sys.stderr)
     return None
 
 

@@ -325,6 +325,13 @@ class Market:
         for interval_s, fold in self.folds.items():
             self._fold_interval(interval_s, fold, rows, queued.minute_s)
 
+    def push_closed(self, minute_s: int, rows: np.ndarray) -> None:
+        """A closed minute from stored candles (a backtest): emitted at once, as a repaired
+        one would be; `rows` is float64[slots, FIELDS], zero volume for a quiet minute."""
+        if self.queue:
+            raise RuntimeError("stored minutes cannot overtake minutes waiting for repair")
+        self._emit(QueuedMinute(minute_s, rows, np.zeros(len(rows), bool)))
+
     def _flatten_quiet(self, rows: np.ndarray) -> None:
         """Zero-volume rows become flat candles at the previous emitted close."""
         window = self.windows[60]
