@@ -50,6 +50,14 @@ class FeedSink(Protocol):
     def on_gap(self, from_ns: int, to_ns: int) -> None: ...
 
 
+class FrameTimer(Protocol):
+    """Told when a frame arrives and when all it caused synchronously is done."""
+
+    def received(self) -> None: ...
+
+    def done(self) -> None: ...
+
+
 class MarketFeed:
     """Runs the websocket session for the configured products until cancelled."""
 
@@ -59,8 +67,10 @@ class MarketFeed:
                  stale_after_s: float, *, rng: random.Random | None = None,
                  backoff_base_s: float = 0.25, backoff_cap_s: float = 30.0,
                  stable_after_s: float = 60.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 frame_timer: FrameTimer | None = None) -> None:
         self.ws_url = ws_url
+        self.frame_timer = frame_timer  # e.g. frame-to-order latency
         self.products: tuple[str, ...] = tuple(products)
         self.stale_after_s = stale_after_s
         self._sink = sink
@@ -165,6 +175,15 @@ class MarketFeed:
     def on_raw_frame(self, raw: bytes | str) -> None:
         """Check and deliver one frame (synchronous: nothing awaits from frame to sink)."""
         self._last_frame_at = self._monotonic()
+        if self.frame_timer is None:
+            return self._on_frame(raw)
+        self.frame_timer.received()
+        try:
+            self._on_frame(raw)
+        finally:
+            self.frame_timer.done()
+
+    def _on_frame(self, raw: bytes | str) -> None:
         self.counters["frames"] += 1
         try:
             channel, seq, timestamp_ns, _, values, ignored = messages.parse_frame(
