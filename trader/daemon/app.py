@@ -19,6 +19,7 @@ import uvloop
 from trader import __version__, kernels, log
 from trader import config as cfg
 from trader.coinbase.auth import AuthError
+from trader.daemon.events import trading_detail
 from trader.daemon.parts import build_parts
 from trader.daemon.reload import ConfigWatcher, ReloadResult, read_config
 from trader.daemon.status import StatusServer, read_rss_bytes
@@ -95,6 +96,8 @@ class Daemon:
         """Start everything, run until a stop signal, shut down in order; the exit code."""
         self._main = asyncio.current_task()
         self._install_signal_handlers()
+        event_handler = self.parts.events.handler()  # the status view's recent log lines
+        logging.getLogger("trader").addHandler(event_handler)
         try:
             async with asyncio.TaskGroup() as group:
                 await self._prepare()
@@ -120,6 +123,7 @@ class Daemon:
             return EXIT_CRASH
         finally:
             self._remove_signal_handlers()
+            logging.getLogger("trader").removeHandler(event_handler)
         logger.info("stopped %s", "cleanly" if clean else "after the shutdown deadline")
         return EXIT_OK if clean else EXIT_CRASH
 
@@ -263,6 +267,9 @@ class Daemon:
             "config": self.watcher.snapshot(),
             "products": list(self.config.market.products),
             "components": components,
+            "session": {"events": self.parts.events.snapshot(),
+                        "equity": self.parts.equity.snapshot(),
+                        **trading_detail(self.parts.trading, self.parts.events, now_ns)},
         }
 
 

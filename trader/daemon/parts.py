@@ -18,6 +18,7 @@ from trader.coinbase.catalog import ProductCatalog
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.repair import CandleRepairer
 from trader.coinbase.rest import Pacer
+from trader.daemon.events import EquityCurve, EventLog
 from trader.engine import BarSink, Engine, TradeColumnsSink
 from trader.execution.live import LiveExecution
 from trader.execution.paper import PaperExecution
@@ -65,6 +66,8 @@ class Parts:
     catalog: ProductCatalog
     market_feed: MarketFeed
     writer: Writer | None
+    events: EventLog  # the status view's recent events
+    equity: EquityCurve  # and the session's equity
 
     def apply(self, config: cfg.Config, changed: set[str]) -> None:
         """Hand each part the reloaded sections it reads, each as its own typed section."""
@@ -100,6 +103,10 @@ def build_parts(config: cfg.Config, environ: Mapping[str, str],
     risk = RiskManager(config.risk, registry)
     execution = build_execution(config, quotes.view, environ)
     order_sinks, fill_sinks, signal_sinks = _storage_sinks(writer)
+    events = EventLog()
+    order_sinks.append(events.on_order)
+    fill_sinks.append(events.on_fill)
+    signal_sinks.append(events.on_signal)
     trading = Trading(registry, risk, execution, config.execution, quotes.view,
                       flatten_on_kill=config.risk.flatten_on_kill, order_sinks=order_sinks,
                       fill_sinks=fill_sinks)
@@ -107,15 +114,17 @@ def build_parts(config: cfg.Config, environ: Mapping[str, str],
     selector = Selector(config.selector, market)
     runner = StrategyRunner(strategies)
     book = SignalBook(signal_sinks)
+    equity = EquityCurve(execution.equity_usd)
+    bar_sinks = [*_bar_sinks(writer, market, trading), equity.on_bar]
     repairer = CandleRepairer(market, config.coinbase.rest_url, config.coinbase.public_rest_rps)
     engine = Engine(market, quotes=quotes, runner=runner, book=book, selector=selector,
-                    trading=trading, bar_sinks=_bar_sinks(writer, market, trading),
+                    trading=trading, bar_sinks=bar_sinks,
                     trade_sinks=_trade_sinks(execution), on_repair_needed=repairer.wake)
     catalog = ProductCatalog(config.coinbase.rest_url, Pacer(1.0), trading.set_products)
     market_feed = MarketFeed(config.coinbase.ws_url, config.market.products, engine,
                              config.coinbase.stale_after_s)
     return Parts(market, quotes, selector, runner, book, registry, risk, execution, trading,
-                 engine, repairer, catalog, market_feed, writer)
+                 engine, repairer, catalog, market_feed, writer, events, equity)
 
 
 def build_market(config: cfg.Config) -> Market:
