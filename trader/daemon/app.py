@@ -18,6 +18,7 @@ import uvloop
 
 from trader import __version__, kernels, log
 from trader import config as cfg
+from trader.clock import Clock, wall_ns
 from trader.coinbase.auth import AuthError
 from trader.daemon.events import trading_detail
 from trader.daemon.parts import build_parts
@@ -64,7 +65,8 @@ class Daemon:
     """Owns the parts, their tasks and the running config."""
 
     def __init__(self, config_path: Path, config: cfg.Config, environ: Mapping[str, str],
-                 strategies: Mapping[str, LoadedStrategy] | None = None) -> None:
+                 strategies: Mapping[str, LoadedStrategy] | None = None,
+                 clock: Clock = wall_ns) -> None:
         self.config = config
         self.environ = environ
         self.state = "starting"
@@ -74,7 +76,7 @@ class Daemon:
             config_path, config, self._apply_change, config.daemon.reload_poll_s,
             on_reloading=self.notifier.reloading, on_reloaded=self._reloaded)
         self.status = StatusServer(status_socket_path(config), self.snapshot)
-        self.parts = parts = build_parts(config, environ, strategies or {})
+        self.parts = parts = build_parts(config, environ, strategies or {}, clock)
         parts.book.set_loaded(_intervals(parts.runner.strategies), [])
         self.serving: list[Component] = [self.watcher, self.status, self.notifier]
         self.components: list[Component] = [*self.serving, parts.market_feed, parts.repairer,

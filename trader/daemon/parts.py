@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trader import config as cfg
+from trader.clock import Clock, wall_ns
 from trader.coinbase.auth import CREDENTIAL_NAME, AuthError, load_credentials
 from trader.coinbase.catalog import ProductCatalog
 from trader.coinbase.feed import MarketFeed
@@ -94,20 +95,23 @@ class Parts:
 
 
 def build_parts(config: cfg.Config, environ: Mapping[str, str],
-                strategies: Mapping[str, LoadedStrategy]) -> Parts:
-    """Every part, each built from what it needs (AuthError: live mode without a key)."""
+                strategies: Mapping[str, LoadedStrategy], clock: Clock = wall_ns) -> Parts:
+    """Every part, each built from what it needs (AuthError: live mode without a key).
+
+    `clock` times trading, risk and paper fills: the wall clock, or a replay's exchange clock
+    (a simulator run faster than real time)."""
     writer = _writer(config)
     quotes = QuoteBook()
     market = build_market(config)
     registry = Registry()
-    risk = RiskManager(config.risk, registry)
-    execution = build_execution(config, quotes.view, environ)
+    risk = RiskManager(config.risk, registry, clock)
+    execution = build_execution(config, quotes.view, environ, clock)
     order_sinks, fill_sinks, signal_sinks = _storage_sinks(writer)
     events = EventLog()
     order_sinks.append(events.on_order)
     fill_sinks.append(events.on_fill)
     signal_sinks.append(events.on_signal)
-    trading = Trading(registry, risk, execution, config.execution, quotes.view,
+    trading = Trading(registry, risk, execution, config.execution, quotes.view, clock,
                       flatten_on_kill=config.risk.flatten_on_kill, order_sinks=order_sinks,
                       fill_sinks=fill_sinks)
     execution.bind(trading)
@@ -136,13 +140,13 @@ def build_market(config: cfg.Config) -> Market:
 
 
 def build_execution(config: cfg.Config, quotes: Mapping[str, Quote],
-                    environ: Mapping[str, str]) -> AnyExecution:
+                    environ: Mapping[str, str], clock: Clock = wall_ns) -> AnyExecution:
     """The execution of `daemon.mode`, to be bound to the trading core built from it."""
     mode = config.daemon.mode
     if mode == Mode.PAPER:
-        return PaperExecution(config.paper, quotes)
+        return PaperExecution(config.paper, quotes, clock)
     if mode == Mode.SHADOW:
-        return ShadowExecution(config.paper, quotes)
+        return ShadowExecution(config.paper, quotes, clock)
     credentials = load_credentials(config.coinbase.key_file, environ)
     if credentials is None:
         raise AuthError("live mode needs a CDP API key: set coinbase.key_file, or "
