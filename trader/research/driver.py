@@ -2,7 +2,8 @@
 
 The parts are the daemon's own (market windows, selector, strategy runner, signal book,
 trading core with its registry and risk manager); only the clock (a `ManualClock` at bar
-times) and the execution (`BarExecution`, fills from bars) differ. Per base bar: the fills
+times), the quotes (one price increment either side of each close, the spread of a liquid
+book) and the execution (`BarExecution`, fills from bars) differ. Per base bar: the fills
 its prices allow, then its close through the engine, then the reprice tick, each followed
 by the events it caused, in order, as the event loop would deliver them.
 """
@@ -87,6 +88,7 @@ class Backtest:
                              selector=Selector(config.selector, self.market),
                              trading=self.trading)
         self.market.live_from_s = int(data.time_s[data.first_decided])
+        self.ticks = [float(data.rules[p].price_increment) for p in data.products]
 
     def run(self, on_progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Step every bar; the equity and exposure at each decided bar's close."""
@@ -121,10 +123,10 @@ class Backtest:
         close_ns = (bar_s + data.base_s) * NS_PER_S
         self.clock.set(close_ns)
         closes = data.bars[:, t, CLOSE].tolist()
-        for product_id, close in zip(data.products, closes, strict=True):
-            if close == close:
-                self.quotes.update(Quote(product_id, close, close, close, None, None, 0.0, 0.0,
-                                         0.0, 0.0, close_ns))
+        for product_id, close, tick in zip(data.products, closes, self.ticks, strict=True):
+            if close == close:  # a touch one tick either side of the close
+                self.quotes.update(Quote(product_id, close, close - tick, close + tick, None,
+                                         None, 0.0, 0.0, 0.0, 0.0, close_ns))
         self.execution.mark({p: c for p, c in zip(data.products, closes, strict=True)
                              if c == c})
         rows[:, ring.TIME] = bar_s

@@ -6,9 +6,8 @@ Per bar, before its close is traded on (`on_bar_open`, then `on_bar`):
   it for a sell, as a taker;
 - a resting limit buy fills whole at its limit when the bar's low is under it (the market
   traded through it), a limit sell when the bar's high is over it, as a maker.
-A fill is timed at the bar's open. At the close the touch is the close on both sides (bars
-have no spread), so a post-only limit at the close rests and is never refused for crossing.
-Balances, holds, fees and refusals are the paper execution's own.
+A fill is timed at the bar's open. Balances, holds, fees and refusals are the paper
+execution's own.
 """
 
 from __future__ import annotations
@@ -51,10 +50,6 @@ class BarExecution(PaperExecution):
             intent = replace(intent, order_type=OrderType.MARKET, limit_price=None,
                              post_only=False, time_in_force=TimeInForce.IOC)
         super()._accept(intent)
-
-    @staticmethod
-    def _crosses(intent: OrderIntent, quote: Quote | None) -> bool:
-        return False  # the touch is the close on both sides: a limit there rests
 
     def _take(self, order: PaperOrder, product: Product, quote: Quote | None) -> None:
         """A market order waits for the next bar's open (the paper one fills at the touch)."""
