@@ -1,24 +1,30 @@
-"""The status server: a unix socket serving the daemon's snapshot as JSON and Prometheus text."""
+"""The status server: a unix socket serving the daemon's snapshot as JSON and Prometheus text,
+and `/metrics` alone over TCP when `status.metrics_listen` is set (for Prometheus to scrape)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import math
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
+
+from trader.daemon.metrics import render_snapshot
+from trader.errors import TraderError
 
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, Any]
-_METRIC_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class ListenError(TraderError):
+    """`status.metrics_listen` is not an address this host can listen on."""
 
 
 def read_rss_bytes() -> int | None:
@@ -31,18 +37,30 @@ def read_rss_bytes() -> int | None:
 
 
 class StatusServer:
-    """Serves `GET /status` (JSON) and `GET /metrics` (Prometheus text) on a unix socket."""
+    """Serves `GET /status` (JSON) and `GET /metrics` (Prometheus text) on a unix socket, and
+    `GET /metrics` on `metrics_listen` (host:port) too when it is set.
+
+    `metrics` renders the exposition (the daemon's registry, histograms included); without
+    it, the snapshot's figures alone.
+    """
 
     name = "status"
 
-    def __init__(self, socket_path: Path, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, socket_path: Path, snapshot: Callable[[], Snapshot], *,
+                 metrics: Callable[[], bytes] | None = None, metrics_listen: str = "") -> None:
         self.socket_path = socket_path
         self._snapshot = snapshot
+        self._render = metrics or (lambda: render_snapshot(self._snapshot()))
+        self.metrics_listen = metrics_listen
         self._runner: web.AppRunner | None = None
+        self._tcp_runner: web.AppRunner | None = None
         self.requests = 0
 
     async def start(self) -> None:
-        """Bind the socket (mode 0600, replacing a stale one) and start serving."""
+        """Listen on `metrics_listen` (ListenError: cannot), then bind the socket (mode 0600,
+        replacing a stale one) and start serving."""
+        if self.metrics_listen:
+            self._tcp_runner = await self._listen_tcp(self.metrics_listen)
         app = web.Application()
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
@@ -58,6 +76,25 @@ class StatusServer:
             os.umask(old_umask)
         log.info("status server listening on %s", self.socket_path)
 
+    async def _listen_tcp(self, address: str) -> web.AppRunner:
+        """`/metrics` alone on host:port (the snapshot stays on the private socket)."""
+        try:
+            host, port = parse_listen(address)
+        except ValueError as exc:
+            raise ListenError(str(exc)) from None
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ListenError(f"status.metrics_listen = {address!r}: cannot listen: "
+                              f"{exc.strerror or exc}") from None
+        log.info("Prometheus metrics on http://%s/metrics", address)
+        return runner
+
     async def run(self) -> None:
         try:
             if self._runner is None:
@@ -67,6 +104,9 @@ class StatusServer:
             await self.close()
 
     async def close(self) -> None:
+        if self._tcp_runner is not None:
+            tcp_runner, self._tcp_runner = self._tcp_runner, None
+            await tcp_runner.cleanup()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -83,56 +123,21 @@ class StatusServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.requests += 1
-        text = render_metrics(self._snapshot())
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"X-Prometheus-Format": "0.0.4"})
+        return web.Response(body=self._render(),
+                            headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 def render_metrics(snapshot: Snapshot) -> str:
-    """Prometheus text exposition of the snapshot's daemon figures and component counters."""
-    samples: list[tuple[str, str, Any]] = []  # (metric name, label text, value)
-    daemon = snapshot.get("daemon", {})
-    for key in ("uptime_s", "rss_bytes"):
-        samples.append((f"trader_{key}", "", daemon.get(key)))
-    for component, body in snapshot.get("components", {}).items():
-        running = 0 if body is None else 1
-        samples.append(("trader_component_running", _labels(component=component), running))
-        if body is not None:
-            samples += _component_samples(component, body)
-    return _exposition(samples)
+    """Prometheus text exposition of one snapshot's figures (no histograms): see
+    `trader.daemon.metrics`."""
+    return render_snapshot(snapshot).decode()
 
 
-def _component_samples(component: str, body: Snapshot) -> list[tuple[str, str, Any]]:
-    samples = [(_metric_name(component, name), "", value)
-               for name, value in (body.get("counters") or {}).items()]
-    for product, figures in (body.get("products") or {}).items():
-        samples += [(_metric_name(component, name), _labels(product=product), value)
-                    for name, value in figures.items()]
-    return samples
-
-
-def _exposition(samples: list[tuple[str, str, Any]]) -> str:
-    by_name: dict[str, list[str]] = {}
-    for name, labels, value in samples:
-        if isinstance(value, bool):
-            value = int(value)
-        if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
-            continue  # no number to report; an absent sample says "unknown"
-        by_name.setdefault(name, []).append(f"{name}{labels} {value}")
-    lines = []
-    for name, rows in by_name.items():
-        lines += [f"# TYPE {name} gauge", *rows]
-    return "\n".join(lines) + "\n"
-
-
-def _metric_name(component: str, name: str) -> str:
-    return _METRIC_CHARS.sub("_", f"trader_{component}_{name}")
-
-
-def _labels(**labels: str) -> str:
-    pairs = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-    return "{" + pairs + "}"
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (or `[v6 address]:port`) as (host, port); ValueError says what is wrong."""
+    host, colon, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"status.metrics_listen must be host:port, e.g. 127.0.0.1:9464; "
+                         f"got {value!r}")
+    return host, int(port_text)
