@@ -244,11 +244,11 @@ def test_status_socket_is_0600_and_serves_json_and_prometheus(status_daemon: Dae
     code, content_type, body = http_get(status_daemon.socket, "/metrics")
     metrics = body.decode()
     assert code == 200 and content_type.startswith("text/plain")
-    assert re.search(r"^trader_uptime_s \d+(\.\d+)?$", metrics, re.M)
-    assert 'trader_component_running{component="storage"} 0' in metrics
-    assert 'trader_component_running{component="feed"} 1' in metrics
-    assert 'trader_component_running{component="config"} 1' in metrics
-    assert re.search(r"^trader_config_version 1$", metrics, re.M)
+    assert re.search(r"^trader_uptime_seconds \d+(\.\d+)?$", metrics, re.M)
+    assert 'trader_component_running{component="storage"} 0.0' in metrics
+    assert 'trader_component_running{component="feed"} 1.0' in metrics
+    assert 'trader_component_running{component="config"} 1.0' in metrics
+    assert re.search(r"^trader_config_version 1.0$", metrics, re.M)
 
 
 def run_cli(*args: str, cwd: Path, columns: int = 80) -> subprocess.CompletedProcess:

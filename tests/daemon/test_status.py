@@ -1,4 +1,5 @@
-"""Prometheus rendering and the rich status view, on snapshots shaped like the daemon's."""
+"""The rich status view, on snapshots shaped like the daemon's, and the socket round trip
+(Prometheus rendering: tests/daemon/test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -33,19 +34,6 @@ SNAPSHOT = {
         "config": {"counters": {"version": 3}},
     },
 }
-
-
-def test_metrics_export_counters_and_per_product_figures_with_labels():
-    text = render_metrics(SNAPSHOT)
-    lines = text.splitlines()
-    assert "trader_uptime_s 3700.0" in lines
-    assert f"trader_rss_bytes {80 * 2**20}" in lines
-    assert 'trader_component_running{component="feed"} 1' in lines
-    assert 'trader_component_running{component="storage"} 0' in lines
-    assert "trader_feed_bad_frames 2" in lines and "trader_feed_frames_per_s 120.5" in lines
-    assert 'trader_market_close{product="BTC-USD"} 64000.5' in lines
-    assert lines.count("# TYPE trader_market_close gauge") == 1
-    assert text.endswith("\n")
 
 
 def render_text(width: int, snapshot: dict = SNAPSHOT) -> list[str]:
