@@ -21,6 +21,7 @@ from trader import config as cfg
 from trader.clock import Clock, wall_ns
 from trader.coinbase.auth import AuthError
 from trader.daemon.events import trading_detail
+from trader.daemon.metrics import Metrics
 from trader.daemon.parts import build_parts
 from trader.daemon.reload import ConfigWatcher, ReloadResult, read_config
 from trader.daemon.status import StatusServer, read_rss_bytes
@@ -75,8 +76,11 @@ class Daemon:
         self.watcher = ConfigWatcher(
             config_path, config, self._apply_change, config.daemon.reload_poll_s,
             on_reloading=self.notifier.reloading, on_reloaded=self._reloaded)
-        self.status = StatusServer(status_socket_path(config), self.snapshot)
-        self.parts = parts = build_parts(config, environ, strategies or {}, clock)
+        self.metrics = Metrics(self.snapshot)  # this daemon's registry: snapshot + latencies
+        self.status = StatusServer(status_socket_path(config), self.snapshot,
+                                   metrics=self.metrics.render,
+                                   metrics_listen=config.status.metrics_listen)
+        self.parts = parts = build_parts(config, environ, strategies or {}, clock, self.metrics)
         parts.book.set_loaded(_intervals(parts.runner.strategies), [])
         self.serving: list[Component] = [self.watcher, self.status, self.notifier]
         self.components: list[Component] = [*self.serving, parts.market_feed, parts.repairer,

@@ -7,7 +7,7 @@ its execution) is met by one `bind`. What happens on a bar close is `Engine.on_b
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,8 +18,9 @@ from trader.coinbase.auth import CREDENTIAL_NAME, AuthError, load_credentials
 from trader.coinbase.catalog import ProductCatalog
 from trader.coinbase.feed import MarketFeed
 from trader.coinbase.repair import CandleRepairer
-from trader.coinbase.rest import Pacer
+from trader.coinbase.rest import Pacer, RestTimer
 from trader.daemon.events import EquityCurve, EventLog
+from trader.daemon.metrics import Metrics
 from trader.engine import BarSink, Engine, TradeColumnsSink
 from trader.execution.live import LiveExecution
 from trader.execution.paper import PaperExecution
@@ -95,20 +96,22 @@ class Parts:
 
 
 def build_parts(config: cfg.Config, environ: Mapping[str, str],
-                strategies: Mapping[str, LoadedStrategy], clock: Clock = wall_ns) -> Parts:
+                strategies: Mapping[str, LoadedStrategy], clock: Clock = wall_ns,
+                metrics: Metrics | None = None) -> Parts:
     """Every part, each built from what it needs (AuthError: live mode without a key).
 
     `clock` times trading, risk and paper fills: the wall clock, or a replay's exchange clock
-    (a simulator run faster than real time)."""
-    writer = _writer(config)
+    (a simulator run faster than real time). `metrics`: where the parts' latencies go."""
+    metrics = metrics or Metrics(dict)
+    writer = _writer(config, metrics.observe_flush)
     quotes = QuoteBook()
     market = build_market(config)
     registry = Registry()
     risk = RiskManager(config.risk, registry, clock)
-    execution = build_execution(config, quotes.view, environ, clock)
+    execution = build_execution(config, quotes.view, environ, clock, metrics.observe_rest)
     order_sinks, fill_sinks, signal_sinks = _storage_sinks(writer)
     events = EventLog()
-    order_sinks.append(events.on_order)
+    order_sinks += [events.on_order, metrics.frame_timer.on_order]
     fill_sinks.append(events.on_fill)
     signal_sinks.append(events.on_signal)
     trading = Trading(registry, risk, execution, config.execution, quotes.view, clock,
@@ -120,13 +123,16 @@ def build_parts(config: cfg.Config, environ: Mapping[str, str],
     book = SignalBook(signal_sinks)
     equity = EquityCurve(execution.equity_usd)
     bar_sinks = [*_bar_sinks(writer, market, trading), equity.on_bar]
-    repairer = CandleRepairer(market, config.coinbase.rest_url, config.coinbase.public_rest_rps)
+    repairer = CandleRepairer(market, config.coinbase.rest_url, config.coinbase.public_rest_rps,
+                              observe_rest=metrics.observe_rest)
     engine = Engine(market, quotes=quotes, runner=runner, book=book, selector=selector,
                     trading=trading, bar_sinks=bar_sinks,
-                    trade_sinks=_trade_sinks(execution), on_repair_needed=repairer.wake)
-    catalog = ProductCatalog(config.coinbase.rest_url, Pacer(1.0), trading.set_products)
+                    trade_sinks=_trade_sinks(execution), on_repair_needed=repairer.wake,
+                    observe_bar_close=metrics.observe_bar_close)
+    catalog = ProductCatalog(config.coinbase.rest_url, Pacer(1.0), trading.set_products,
+                             observe_rest=metrics.observe_rest)
     market_feed = MarketFeed(config.coinbase.ws_url, config.market.products, engine,
-                             config.coinbase.stale_after_s)
+                             config.coinbase.stale_after_s, frame_timer=metrics.frame_timer)
     return Parts(market, quotes, selector, runner, book, registry, risk, execution, trading,
                  engine, repairer, catalog, market_feed, writer, events, equity)
 
@@ -140,7 +146,8 @@ def build_market(config: cfg.Config) -> Market:
 
 
 def build_execution(config: cfg.Config, quotes: Mapping[str, Quote],
-                    environ: Mapping[str, str], clock: Clock = wall_ns) -> AnyExecution:
+                    environ: Mapping[str, str], clock: Clock = wall_ns,
+                    observe_rest: RestTimer | None = None) -> AnyExecution:
     """The execution of `daemon.mode`, to be bound to the trading core built from it."""
     mode = config.daemon.mode
     if mode == Mode.PAPER:
@@ -153,16 +160,18 @@ def build_execution(config: cfg.Config, quotes: Mapping[str, Quote],
                         "COINBASE_API_KEY and COINBASE_API_SECRET, or the systemd credential "
                         f"{CREDENTIAL_NAME}")
     journal = Path(config.daemon.state_dir) / JOURNAL_NAME
-    return LiveExecution(journal, credentials, config.coinbase, config.execution, quotes)
+    return LiveExecution(journal, credentials, config.coinbase, config.execution, quotes,
+                         observe_rest=observe_rest)
 
 
-def _writer(config: cfg.Config) -> Writer | None:
+def _writer(config: cfg.Config, observe_flush: Callable[[str, float], None]) -> Writer | None:
     """The database writer when `storage.dsn` is set (asyncpg is loaded only then: 4 MiB)."""
     if not config.storage.dsn:
         return None
     from trader.store.writer import Writer
 
-    return Writer(config.storage.dsn, config.storage, Path(config.daemon.state_dir))
+    return Writer(config.storage.dsn, config.storage, Path(config.daemon.state_dir),
+                  observe_flush=observe_flush)
 
 
 def _storage_sinks(writer: Writer | None
