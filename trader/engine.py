@@ -52,6 +52,7 @@ class Engine:
         self.bar_sinks = tuple(bar_sinks)  # e.g. the store's candle and equity recorders
         self.trade_sinks = tuple(trade_sinks)  # e.g. the paper account's fills
         self.on_repair_needed = on_repair_needed
+        self.exchange_ns = 0  # the latest exchange time the feed brought (a replay's clock)
         self.observe_bar_close = observe_bar_close  # e.g. a latency histogram
         market.bind(self.on_bar if observe_bar_close is None else self._timed_on_bar)
 
@@ -115,6 +116,8 @@ class Engine:
     def on_trade_columns(self, product_ids: Sequence[str], times_ns: Sequence[int],
                          prices: Sequence[float], sizes: Sequence[float]) -> None:
         """One frame's trades as columns, oldest first."""
+        if times_ns and times_ns[-1] > self.exchange_ns:
+            self.exchange_ns = times_ns[-1]
         self.market.on_trade_columns(product_ids, times_ns, prices, sizes)
         for sink in self.trade_sinks:
             sink(product_ids, times_ns, prices, sizes)
@@ -122,6 +125,7 @@ class Engine:
             self._check_repairs()
 
     def on_heartbeat(self, heartbeat: Heartbeat) -> None:
+        self.exchange_ns = max(self.exchange_ns, heartbeat.current_time_ns)
         self.market.advance(heartbeat.current_time_ns)
         if self.trading is not None:
             self.trading.on_tick(self.trading.clock())
