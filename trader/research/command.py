@@ -41,8 +41,7 @@ def backtest_command(args: argparse.Namespace, config: cfg.Config) -> int:
     from trader.research.terminal import progress
 
     try:
-        with progress(label=request.strategy) as on_progress:
-            result = run(request, on_progress)
+        result = run(request, progress_bar=progress)
     except BacktestError as exc:
         return _fail(str(exc))
     _outputs(result, config, args.json, args.report)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -30,6 +31,7 @@ from trader.research.result import BacktestResult
 from trader.signals.loader import LoadedStrategy, load_strategy
 
 PATHS = ("compiled", "engine")
+ProgressBar = Callable[[int], AbstractContextManager[Progress]]  # total bars -> on_progress
 
 
 class BacktestError(Exception):
@@ -162,14 +164,23 @@ async def _read_database(dsn: str, products: Sequence[str], start_s: int,
         await conn.close()
 
 
-def run(request: BacktestRequest, on_progress: Progress | None = None) -> BacktestResult:
-    """Load, compile, run: the result with its timings (load_s, compile_s, run_s)."""
+def run(request: BacktestRequest, on_progress: Progress | None = None,
+        progress_bar: ProgressBar | None = None) -> BacktestResult:
+    """Load, compile, run: the result with its timings (load_s, compile_s, run_s).
+
+    `progress_bar(total_bars)`, when given, opens the `on_progress` of the run once the bars
+    are known (the terminal's progress bar).
+    """
     started = time.perf_counter()
     strategy = load_strategy_of(request)
     compiled_s = time.perf_counter() - started
     data = load_data(request, [strategy])
     loaded_s = time.perf_counter() - started - compiled_s
-    result = _run_on_path(request, data, strategy, on_progress)
+    if progress_bar is None:
+        result = _run_on_path(request, data, strategy, on_progress)
+    else:
+        with progress_bar(len(data)) as on_bars:
+            result = _run_on_path(request, data, strategy, on_bars)
     timings = {"load_s": loaded_s, "compile_s": compiled_s + result.timings.get("compile_s", 0.0),
                "run_s": result.timings["run_s"]}
     return replace(result, timings=timings)
