@@ -33,6 +33,14 @@ GAUGE_KEYS = frozenset({
     "backlog_rows", "buffered_rows", "spill_files", "version", "products", "minutes_held",
     "unknown", "foreign_orders", "user_channel_connected"})
 GAUGE_SUFFIXES = ("_per_s", "_s", "_usd", "_pnl", "_bytes")
+# Counters a component starts keeping when they first happen: exported as 0 until then, so a
+# series (and a dashboard's rate()) exists from the start.
+COUNTED_FROM_ZERO = {
+    "feed": ("bad_frames", "sequence_gaps", "stale_frames", "server_errors", "disconnects",
+             "stale_reconnects", "connect_errors"),
+    "trading": ("fills", "refused", "rejected", "reprices", "fallbacks", "cancels"),
+    "risk": ("entries_allowed", "entries_denied", "breaker_trips", "kills", "cooldowns"),
+}
 # Counter families whose last part is a bounded name: one series per name, as a label.
 # (component, key prefix) -> (metric key, label)
 LABELLED = {
@@ -64,6 +72,12 @@ HELP = {
     "net_pnl": "realized plus unrealized profit and loss minus fees, USD",
     "fees": "fees paid in the session, USD",
     "refused": "decisions that made no order (no quote, not ready, money rules, risk)",
+    "reprices": "resting orders cancelled to go out again at a new price",
+    "fallbacks": "resting orders that fell back to market after the last reprice",
+    "stale_frames": "frames at or below the last sequence_num, dropped",
+    "disconnects": "websocket sessions that ended",
+    "breaker_trips": "error breaker halts",
+    "kills": "kill switch activations",
     "rejected": "orders rejected or failed at the exchange",
     "trading_state": "risk state: 0 active, 1 reducing (exits only), 2 halted",
     "daily_pnl_usd": "net profit and loss since the start of the UTC day, USD",
@@ -240,7 +254,9 @@ def _component_figures(families: _Families, component: str, body: Snapshot) -> N
     for key, value in body.items():
         if isinstance(value, bool | int | float):  # connected, ready, equity_usd, ...
             families.gauge(metric_name(component, key), _help(component, key), {}, value)
-    for key, value in (body.get("counters") or {}).items():
+    counters = {**dict.fromkeys(COUNTED_FROM_ZERO.get(component, ()), 0),
+                **(body.get("counters") or {})}
+    for key, value in counters.items():
         _counter_figure(families, component, key, value)
     for product, figures in (body.get("products") or {}).items():
         for key, value in figures.items():
