@@ -1,12 +1,17 @@
 """EMA golden/death cross confirmed by RSI: a cross only counts when momentum agrees with it."""
 
 from trader.strategy import (
+    CLOSE,
     ENTER_LONG,
     EXIT,
     HOLD,
     NAN,
     Param,
+    above,
+    below,
     columns,
+    crossed_above,
+    crossed_below,
     ema,
     njit,
     param_index,
@@ -41,11 +46,13 @@ REASONS = {ENTER_LONG: "golden EMA cross with RSI above rsi_buy",
 
 @njit(cache=True)
 def decide(now, prev, bars, p):
-    spread, was = now[C.fast] - now[C.slow], prev[C.fast] - prev[C.slow]
-    strength = now[C.rsi]
+    close, strength = bars[-1, CLOSE], now[C.rsi]
     score = (strength - 50.0) / 50.0
-    if was <= 0.0 < spread and strength > p[P.rsi_buy]:
+    # values within TIE_REL of the close (of 100 for the RSI) are equal: a tie is no side
+    golden = crossed_above(prev[C.fast], prev[C.slow], now[C.fast], now[C.slow], close)
+    death = crossed_below(prev[C.fast], prev[C.slow], now[C.fast], now[C.slow], close)
+    if golden and above(strength, p[P.rsi_buy], 100.0):
         return score, ENTER_LONG, NAN, NAN
-    if was >= 0.0 > spread and strength < p[P.rsi_sell]:
+    if death and below(strength, p[P.rsi_sell], 100.0):
         return score, EXIT, NAN, NAN
     return score, HOLD, NAN, NAN

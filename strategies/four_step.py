@@ -9,8 +9,12 @@ from trader.strategy import (
     EXIT,
     VOLUME,
     Param,
+    above,
     atr,
+    below,
     columns,
+    crossed_above,
+    crossed_below,
     ema,
     macd,
     njit,
@@ -52,33 +56,39 @@ REASONS = {ENTER_LONG: "trend, momentum and volatility agree; MACD crossed above
 
 @njit(cache=True)
 def trend(now, prev, bars, p):
-    gap = (bars[-1, CLOSE] - now[C.trend]) / now[C.trend]
-    return gap > 0.0, max(-1.0, min(1.0, 100.0 * gap))
+    close = bars[-1, CLOSE]
+    gap = (close - now[C.trend]) / now[C.trend]
+    return above(close, now[C.trend], close), max(-1.0, min(1.0, 100.0 * gap))
 
 
 @njit(cache=True)
 def momentum(now, prev, bars, p):
-    r = now[C.rsi]
-    return p[P.rsi_low] < r < p[P.rsi_high] and now[C.macd_macd] > 0.0, (r - 50.0) / 50.0
+    r, close = now[C.rsi], bars[-1, CLOSE]
+    ok = (above(r, p[P.rsi_low], 100.0) and below(r, p[P.rsi_high], 100.0)
+          and above(now[C.macd_macd], 0.0, close))
+    return ok, (r - 50.0) / 50.0
 
 
 @njit(cache=True)
 def gate(now, prev, bars, p):
     atr_pct = 100.0 * now[C.atr] / bars[-1, CLOSE]
     calm = 1.0 - atr_pct / p[P.atr_max_pct] if p[P.atr_max_pct] > 0.0 else 0.0
-    return atr_pct <= p[P.atr_max_pct] and bars[-1, VOLUME] > 0.0, max(-1.0, min(1.0, calm))
+    calm_enough = not above(atr_pct, p[P.atr_max_pct], 100.0)  # NaN: only in warm-up
+    return calm_enough and bars[-1, VOLUME] > 0.0, max(-1.0, min(1.0, calm))
 
 
 @njit(cache=True)
 def trigger(now, prev, bars, p):
-    crossed = prev[C.macd_macd] <= prev[C.macd_signal] and now[C.macd_macd] > now[C.macd_signal]
+    crossed = crossed_above(prev[C.macd_macd], prev[C.macd_signal], now[C.macd_macd],
+                            now[C.macd_signal], bars[-1, CLOSE])
     return crossed, 1.0 if crossed else 0.0
 
 
 @njit(cache=True)
 def trend_broken(now, prev, bars, p):
     # the cross, not the state: one exit signal per break rather than one per bar below
-    return bars[-2, CLOSE] >= prev[C.trend] and bars[-1, CLOSE] < now[C.trend], 1.0
+    close = bars[-1, CLOSE]
+    return crossed_below(bars[-2, CLOSE], prev[C.trend], close, now[C.trend], close), 1.0
 
 
 @njit(cache=True)

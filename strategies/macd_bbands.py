@@ -9,8 +9,11 @@ from trader.strategy import (
     HOLD,
     NAN,
     Param,
+    above,
     bbands,
+    below,
     columns,
+    crossed_above,
     macd,
     njit,
     param_index,
@@ -52,9 +55,11 @@ def decide(now, prev, bars, p):
     half = upper - middle
     # below the middle is bullish for a mean reverter: +1 at the lower band, -1 at the upper
     score = max(-1.0, min(1.0, (middle - close) / half)) if half > 0.0 else 0.0
-    if close < lower and now[C.macd_hist] > prev[C.macd_hist]:
+    # values within TIE_REL of the close are equal: on a flat market the close is the bands'
+    # (a running sum's) middle, and neither above nor below it
+    if below(close, lower, close) and above(now[C.macd_hist], prev[C.macd_hist], close):
         stop = close - p[P.stop_dev] * half / p[P.bb_dev] if p[P.stop_dev] > 0.0 else NAN
         return score, ENTER_LONG, stop, middle
-    if was <= prev[C.bb_upper] and close > upper:
+    if crossed_above(was, prev[C.bb_upper], close, upper, close):
         return score, EXIT, NAN, NAN
     return score, HOLD, NAN, NAN

@@ -12,6 +12,8 @@ from trader.strategy import (
     NAN,
     Param,
     columns,
+    crossed_above,
+    crossed_below,
     njit,
     param_index,
     sma,
@@ -42,12 +44,13 @@ REASONS = {ENTER_LONG: "fast SMA crossed above slow SMA",
 
 @njit(cache=True)
 def decide(now, prev, bars, p):
-    spread = now[C.fast] - now[C.slow]
-    was = prev[C.fast] - prev[C.slow]
+    close, fast, slow = bars[-1, CLOSE], now[C.fast], now[C.slow]
     # score: the spread relative to price, saturating at 1 % (a tanh-like clip)
-    score = max(-1.0, min(1.0, 100.0 * spread / bars[-1, CLOSE]))
-    if was <= 0.0 < spread:  # NaN compares false, so warm-up bars never cross
+    score = max(-1.0, min(1.0, 100.0 * (fast - slow) / close))
+    # SMAs within TIE_REL of the close are equal (a tie): crosses do not hang on rounding
+    # errors; NaN compares false, so warm-up bars never cross
+    if crossed_above(prev[C.fast], prev[C.slow], fast, slow, close):
         return score, ENTER_LONG, NAN, NAN
-    if was >= 0.0 > spread:
+    if crossed_below(prev[C.fast], prev[C.slow], fast, slow, close):
         return score, EXIT, NAN, NAN
     return score, HOLD, NAN, NAN

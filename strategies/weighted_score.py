@@ -8,6 +8,8 @@ from trader.strategy import (
     NAN,
     Param,
     columns,
+    crossed_above,
+    crossed_below,
     ema,
     macd,
     njit,
@@ -66,8 +68,10 @@ def score_of(v, p):
 @njit(cache=True)
 def decide(now, prev, bars, p):
     score, was = score_of(now, p), score_of(prev, p)
-    if was < p[P.buy] <= score:  # crosses only: one signal per swing, not one per bar
+    # crosses only: one signal per swing, not one per bar; a score within TIE_REL of a
+    # threshold (the score's scale is 1) is on it, neither side
+    if crossed_above(was, p[P.buy], score, p[P.buy], 1.0):
         return score, ENTER_LONG, NAN, NAN
-    if was > p[P.sell] >= score:
+    if crossed_below(was, p[P.sell], score, p[P.sell], 1.0):
         return score, EXIT, NAN, NAN
     return score, HOLD, NAN, NAN

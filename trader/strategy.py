@@ -14,6 +14,15 @@ A strategy file `strategies/<name>.py` defines:
 * optional: ``INTERVAL = "5m"``, ``BARS = 1``, ``REASONS = {ENTER_LONG: "..."}``,
   ``validate(p) -> [(param, reason)]``, ``warmup(p) -> bars``.
 
+Comparisons with a tie rule, so that a decision does not depend on the bar the data started
+at: ``crossed_above(was_a, was_b, a, b, scale)``, ``crossed_below(...)``, ``above(a, b,
+scale)``, ``below(a, b, scale)`` (`@njit`, callable from ``decide``) treat values within
+``TIE_REL * |scale|`` of each other (TIE_REL = 1e-10) as equal, neither side: pass the close
+for prices and averages of prices, 100.0 for an RSI, 1.0 for a score. A running-sum SMA
+differs in its last bits with its starting bar, so two SMAs of a flat market, equal in truth,
+compare ``fast > slow`` one way in one run and the other way in another. Why 1e-10:
+`trader.kernels.compare`.
+
 `trader.signals.loader` imports, checks and compiles it; a mistake is reported as
 ``(file:line, reason)`` when it loads, an out-of-range index included (a trial run of `decide`).
 """
@@ -28,6 +37,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from trader.kernels.compare import TIE_REL, above, below, crossed_above, crossed_below
 from trader.kernels.decide import ENTER_LONG, EXIT, HOLD, NAN, pipeline
 from trader.kernels.ring import CLOSE, HIGH, LOW, OPEN, TIME, VOLUME
 from trader.signals.indicators import (
@@ -51,9 +61,10 @@ from trader.signals.loader import load_strategy as load_strategy  # daemon and t
 from trader.signals.loader import reload_strategies as reload_strategies
 
 __all__ = [
-    "CLOSE", "ENTER_LONG", "EXIT", "HIGH", "HOLD", "LOW", "NAN", "OPEN", "TIME", "VOLUME",
-    "Indicator", "Param", "adx", "atr", "bbands", "columns", "ema", "macd", "njit", "obv",
-    "param_index", "pipeline", "rsi", "sma", "stoch", "volatility", "vwap",
+    "CLOSE", "ENTER_LONG", "EXIT", "HIGH", "HOLD", "LOW", "NAN", "OPEN", "TIE_REL", "TIME",
+    "VOLUME", "Indicator", "Param", "above", "adx", "atr", "bbands", "below", "columns",
+    "crossed_above", "crossed_below", "ema", "macd", "njit", "obv", "param_index", "pipeline",
+    "rsi", "sma", "stoch", "volatility", "vwap",
 ]
 
 

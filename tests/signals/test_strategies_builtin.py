@@ -3,6 +3,9 @@
 Each reference below restates a strategy's rules from its docstring with the *_series kernels
 and Python floats, bar by bar; the runner's signals must be the same bars, actions, levels and
 scores. Every strategy must also enter and exit at least once on the real data.
+
+The rules compare as the strategy API says (trader.kernels.compare, restated below in Python):
+values within TIE_REL * scale of each other are a tie, neither above nor below.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from trader.kernels import indicators as k
 from trader.kernels import ring
 from trader.signals.loader import load_strategies
 from trader.signals.runner import StrategyRunner
+from trader.strategy import TIE_REL
 from trader.types import Action
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,16 +48,31 @@ def clip(x: float) -> float:
     return max(-1.0, min(1.0, x))
 
 
+def above(a: float, b: float, scale: float) -> bool:
+    return a - b > TIE_REL * abs(scale)
+
+
+def below(a: float, b: float, scale: float) -> bool:
+    return b - a > TIE_REL * abs(scale)
+
+
+def crossed_above(was_a: float, was_b: float, a: float, b: float, scale: float) -> bool:
+    return was_a - was_b <= TIE_REL * abs(scale) and above(a, b, scale)
+
+
+def crossed_below(was_a: float, was_b: float, a: float, b: float, scale: float) -> bool:
+    return was_b - was_a <= TIE_REL * abs(scale) and below(a, b, scale)
+
+
 def ref_sma_cross(rows: np.ndarray, p: dict) -> list[Decision]:
     c = rows[:, 4].copy()
     fast, slow = k.sma_series(c, p["fast"]), k.sma_series(c, p["slow"])
     out = []
     for t in range(1, len(c)):
-        spread, was = fast[t] - slow[t], fast[t - 1] - slow[t - 1]
-        score = clip(100.0 * spread / c[t])
-        if was <= 0.0 < spread:
+        score = clip(100.0 * (fast[t] - slow[t]) / c[t])
+        if crossed_above(fast[t - 1], slow[t - 1], fast[t], slow[t], c[t]):
             out.append((t, Action.ENTER_LONG, score, None, None))
-        elif was >= 0.0 > spread:
+        elif crossed_below(fast[t - 1], slow[t - 1], fast[t], slow[t], c[t]):
             out.append((t, Action.EXIT, score, None, None))
     return out
 
@@ -64,12 +83,12 @@ def ref_ema_rsi(rows: np.ndarray, p: dict) -> list[Decision]:
     r = k.rsi_series(c, p["rsi_period"])
     out = []
     for t in range(1, len(c)):
-        golden = fast[t - 1] <= slow[t - 1] and fast[t] > slow[t]
-        death = fast[t - 1] >= slow[t - 1] and fast[t] < slow[t]
+        golden = crossed_above(fast[t - 1], slow[t - 1], fast[t], slow[t], c[t])
+        death = crossed_below(fast[t - 1], slow[t - 1], fast[t], slow[t], c[t])
         score = (r[t] - 50.0) / 50.0
-        if golden and r[t] > p["rsi_buy"]:
+        if golden and above(r[t], p["rsi_buy"], 100.0):
             out.append((t, Action.ENTER_LONG, score, None, None))
-        elif death and r[t] < p["rsi_sell"]:
+        elif death and below(r[t], p["rsi_sell"], 100.0):
             out.append((t, Action.EXIT, score, None, None))
     return out
 
@@ -82,10 +101,10 @@ def ref_macd_bbands(rows: np.ndarray, p: dict) -> list[Decision]:
     for t in range(1, len(c)):
         half = upper[t] - middle[t]
         score = clip((middle[t] - c[t]) / half) if half > 0 else 0.0
-        if c[t] < lower[t] and hist[t] > hist[t - 1]:
+        if below(c[t], lower[t], c[t]) and above(hist[t], hist[t - 1], c[t]):
             stop = c[t] - p["stop_dev"] * half / p["bb_dev"]
             out.append((t, Action.ENTER_LONG, score, stop, middle[t]))
-        elif c[t - 1] <= upper[t - 1] and c[t] > upper[t]:
+        elif crossed_above(c[t - 1], upper[t - 1], c[t], upper[t], c[t]):
             out.append((t, Action.EXIT, score, None, None))
     return out
 
@@ -105,9 +124,9 @@ def ref_weighted_score(rows: np.ndarray, p: dict) -> list[Decision]:
     out = []
     for t in range(1, len(c)):
         now, was = score(t), score(t - 1)
-        if was < p["buy"] <= now:
+        if crossed_above(was, p["buy"], now, p["buy"], 1.0):
             out.append((t, Action.ENTER_LONG, now, None, None))
-        elif was > p["sell"] >= now:
+        elif crossed_below(was, p["sell"], now, p["sell"], 1.0):
             out.append((t, Action.EXIT, now, None, None))
     return out
 
@@ -120,15 +139,18 @@ def ref_four_step(rows: np.ndarray, p: dict) -> list[Decision]:
     a = k.atr_series(h, lo, c, p["atr_period"])
     out = []
     for t in range(1, len(c)):
-        if c[t - 1] >= trend[t - 1] and c[t] < trend[t]:  # the exit is never vetoed
+        if crossed_below(c[t - 1], trend[t - 1], c[t], trend[t], c[t]):  # never vetoed
             out.append((t, Action.EXIT, -1.0, None, None))
             continue
         gap = (c[t] - trend[t]) / trend[t]
         atr_pct = 100.0 * a[t] / c[t]
-        crossed = m[t - 1] <= sig[t - 1] and m[t] > sig[t]
-        steps = [(gap > 0, clip(100.0 * gap)),
-                 (p["rsi_low"] < r[t] < p["rsi_high"] and m[t] > 0, (r[t] - 50.0) / 50.0),
-                 (atr_pct <= p["atr_max_pct"] and v[t] > 0, clip(1.0 - atr_pct / p["atr_max_pct"])),
+        crossed = crossed_above(m[t - 1], sig[t - 1], m[t], sig[t], c[t])
+        momentum = (above(r[t], p["rsi_low"], 100.0) and below(r[t], p["rsi_high"], 100.0)
+                    and above(m[t], 0.0, c[t]))
+        calm = not above(atr_pct, p["atr_max_pct"], 100.0) and v[t] > 0
+        steps = [(above(c[t], trend[t], c[t]), clip(100.0 * gap)),
+                 (momentum, (r[t] - 50.0) / 50.0),
+                 (calm, clip(1.0 - atr_pct / p["atr_max_pct"])),
                  (crossed, 1.0 if crossed else 0.0)]
         if all(ok for ok, _ in steps):
             score = sum(s for _, s in steps) / 4
