@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from trader.config import interval_seconds
-from trader.research.result import BacktestResult, TradeRecord
+from trader.research.result import BacktestResult, OpenTradeRecord, TradeRecord
 
 DAY_S = 86_400
 YEAR_DAYS = 365
@@ -246,19 +246,23 @@ def trade_metrics(trades: Iterable[TradeRecord]) -> dict[str, Any]:
 
 # ---- exposure and the benchmark -------------------------------------------------------------
 
-def exposure_pct(exposure_usd: np.ndarray) -> float | None:
-    """Exposure %: bars whose close found a position held (notional > 0) / all bars, times 100."""
-    if len(exposure_usd) == 0:
+def exposure_pct(exposure: np.ndarray) -> float | None:
+    """Exposure %: bars whose close found a position held (notional > 0) / all bars, times 100.
+
+    `exposure` is the notional held at each bar's close (USD), or whether anything was held.
+    """
+    if len(exposure) == 0:
         return None
-    return float(np.count_nonzero(exposure_usd > 0)) / len(exposure_usd) * 100.0
+    return float(np.count_nonzero(exposure > 0)) / len(exposure) * 100.0
 
 
-def held_bars(result: BacktestResult, product: str) -> np.ndarray:
-    """Per bar, whether `product` was held at its close: from the entry bar to the bar before
-    the exit bar (an exit fills within its bar), or to the last bar for an open trade."""
+def held_bars(result: BacktestResult, trades: Sequence[TradeRecord],
+              open_trades: Sequence[OpenTradeRecord]) -> np.ndarray:
+    """Per bar, whether one of these trades was held at its close: from the entry bar to the
+    bar before the exit bar (an exit fills within its bar), or to the last bar if still open."""
     held = np.zeros(result.bars, dtype=bool)
-    spans = [(t.entry_time, t.exit_time) for t in result.trades if t.product == product]
-    spans += [(t.entry_time, result.end + 1) for t in result.open_trades if t.product == product]
+    spans = [(t.entry_time, t.exit_time) for t in trades]
+    spans += [(t.entry_time, result.end + 1) for t in open_trades]
     for entry_time, exit_time in spans:
         first, stop = np.searchsorted(result.times, [entry_time, exit_time], side="left")
         held[first:stop] = True
@@ -287,13 +291,25 @@ def optimistic_return_pct(result: BacktestResult) -> float | None:
 
 # ---- the JSON "metrics" object --------------------------------------------------------------
 
-def product_metrics(result: BacktestResult, product: str) -> dict[str, Any]:
-    """One product's trade metrics, exposure and buy-and-hold (curves are the run's, shared)."""
-    metrics = trade_metrics(t for t in result.trades if t.product == product)
+def product_metrics(result: BacktestResult, product: str, trades: Sequence[TradeRecord],
+                    open_trades: Sequence[OpenTradeRecord]) -> dict[str, Any]:
+    """One product's trade metrics, exposure and buy-and-hold, given its trades."""
+    metrics = trade_metrics(trades)
     closes = result.closes.get(product, np.empty(0))
-    metrics["exposure_pct"] = exposure_pct(held_bars(result, product).astype(np.float64))
+    metrics["exposure_pct"] = exposure_pct(held_bars(result, trades, open_trades))
     metrics["buy_and_hold_pct"] = buy_and_hold_pct(closes)
     return metrics
+
+
+def per_product_metrics(result: BacktestResult) -> dict[str, dict[str, Any]]:
+    """`product_metrics` of every product of the run, in run order."""
+    trades: dict[str, list[TradeRecord]] = {p: [] for p in result.products}
+    held: dict[str, list[OpenTradeRecord]] = {p: [] for p in result.products}
+    for t in result.trades:
+        trades.setdefault(t.product, []).append(t)
+    for o in result.open_trades:
+        held.setdefault(o.product, []).append(o)
+    return {p: product_metrics(result, p, trades[p], held.get(p, [])) for p in trades}
 
 
 def compute(result: BacktestResult) -> dict[str, Any]:
@@ -302,7 +318,7 @@ def compute(result: BacktestResult) -> dict[str, Any]:
     cagr = cagr_pct(result)
     drawdown, drawdown_s = max_drawdown(result)
     trades = trade_metrics(result.trades)
-    per_product = {p: product_metrics(result, p) for p in result.products}
+    per_product = per_product_metrics(result)
     final = finite(float(result.equity[-1])) if result.bars else None
     return {
         "total_return_pct": total_return_pct(result),

@@ -91,7 +91,7 @@ SUMMARY: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("Calmar", lambda s: fmt_number(s["calmar"])),
     ("Max drawdown", lambda s: fmt_pct(s["max_drawdown_pct"])),
     ("Drawdown length", lambda s: fmt_duration(s["max_drawdown_duration_s"])),
-    ("Trades", lambda s: str(s["trades"])),
+    ("Trades", lambda s: f"{s['trades']:,}"),
     ("Win rate", lambda s: fmt_pct(s["win_rate_pct"])),
     ("Profit factor", profit_factor_text),
     ("Expectancy", lambda s: fmt_usd(s["expectancy_usd"])),
