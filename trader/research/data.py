@@ -60,7 +60,8 @@ def read_file(path: Path) -> CandleArrays:
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: not a gzip candle file ({exc})") from None
     except ValueError as exc:
-        raise DataError(f"{path}: {_first_line(exc)}") from None
+        line = _first_line(exc)  # the store names the file in some of its messages
+        raise DataError(line if line.startswith(f"{path}: ") else f"{path}: {line}") from None
     if len(candles) and not np.isfinite(np.column_stack(candles.columns()[1:])).all():
         raise DataError(f"{path}: a candle holds a value that is not a number")
     return candles
