@@ -132,6 +132,24 @@ def test_an_out_of_range_index_is_caught_again_from_numbas_cache(tmp_path):
     assert load_strategy(path, "trial") == first  # the checked copy loaded from the cache
 
 
+def with_tie_rule(text: str) -> str:
+    """TEMPLATE entering on a tie-aware cross of the close over its SMA."""
+    return text.replace("from trader.strategy import param_index",
+                        "from trader.strategy import crossed_above, param_index").replace(
+        "if above(now, bars) and",
+        "if crossed_above(bars[-2, CLOSE], prev[C.sma], last, now[C.sma], last) and")
+
+
+def test_the_tie_helpers_pass_the_trial_run_and_an_index_in_their_arguments_is_caught(
+        tmp_path):
+    _, loaded = load(tmp_path, with_tie_rule(TEMPLATE), "tied")
+    assert isinstance(loaded, LoadedStrategy)  # helpers copied, bounds-checked, run
+    text = with_tie_rule(TEMPLATE).replace("prev[C.sma], last", "prev[1], last")
+    line, reason = error_of(tmp_path, text, "tied_wrong")
+    assert line == str(line_of(text, "prev[1], last"))
+    assert reason.startswith("IndexError: index 1 is out of bounds for axis 0 with size 1")
+
+
 def test_a_wrong_return_type_is_a_load_error(tmp_path):
     text = TEMPLATE.replace("return 0.5, ENTER_LONG, first, last", "return 0.5, 1.0, first, last")
     line, reason = error_of(tmp_path, text)  # one float action makes every action a float
