@@ -1,0 +1,329 @@
+"""The compiled backtest: the engine's bar-close sequence over every base bar, in one loop.
+
+A mirror of what the engine path steps in Python (trader.research.driver), built from the
+same kernels: the higher intervals are folded from the base bars as kernels/candles.py folds
+minutes (a partial first bar dropped), pushed into ring windows (kernels/ring.py layout),
+the indicators stepped by the bank's `step_rows`, the strategies' own compiled `decide`
+called through its address, the selector's scores as market/selector.py computes them, and
+the trading core of kernels/backtest_orders.py. Per base bar t, in order:
+
+1. fills inside bar t (the execution's pass, then the trading core's on_fill per fill);
+2. the close of bar t (clock time_s[t] + base_s): for each interval closing with it,
+   ascending (the base first): push, selector, indicators and decisions, then, unless the
+   bar is history (it opened before the first decided bar), exits at the base close and the
+   signals; the execution's deferred events after all of them;
+3. the tick: reprices and fallbacks of limit orders resting past the timeout.
+
+Inputs are described at `run`; outputs are plain arrays (trades in a typed list).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from trader.kernels import backtest_orders as bo
+from trader.kernels.bank import step_rows
+from trader.kernels.decide import ENTER_LONG, EXIT, HOLD
+
+TIME, OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4, 5
+FIELDS = 6
+QUOTE_VOLUME, VOLATILITY, ABS_RETURN = 0, 1, 2
+# signal records: (time, product, action, score, strategy)
+S_TIME, S_PRODUCT, S_ACTION, S_SCORE, S_STRAT = range(5)
+NSIG = 5
+
+
+@njit(cache=True)
+def pairwise_sum(a, lo, n):
+    """numpy's pairwise summation of a[lo:lo + n] (what ndarray.sum does on a row)."""
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r = a[lo : lo + 8].copy()
+        i = 8
+        while i < n - n % 8:
+            for j in range(8):
+                r[j] += a[lo + i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)
+
+
+@njit(cache=True)
+def selector_score(buf, start, n, metric, work):
+    """market/selector.py `scores` of one product's rows buf[start:start + n]."""
+    if metric == QUOTE_VOLUME:
+        for i in range(n):
+            work[i] = buf[start + i, CLOSE] * buf[start + i, VOLUME]
+        return pairwise_sum(work, 0, n)
+    if metric == ABS_RETURN:
+        return abs(buf[start + n - 1, CLOSE] / buf[start, CLOSE] - 1.0)
+    m = n - 1
+    for i in range(m):
+        work[i] = math.log(buf[start + i + 1, CLOSE]) - math.log(buf[start + i, CLOSE])
+    mean = pairwise_sum(work, 0, m) / m
+    for i in range(m):
+        d = work[i] - mean
+        work[i] = d * d
+    return math.sqrt(pairwise_sum(work, 0, m) / (m - 1))
+
+
+@njit(cache=True)
+def refresh_top(buf, head, count, n, top_n, metric, top, work):
+    """Selector.refresh then mask: top[p] for the top_n best scores over full windows."""
+    products = buf.shape[0]
+    cap = buf.shape[1] // 2
+    start = head + cap - n
+    top[:] = False
+    if products <= top_n:  # every product with a full window is in the top N
+        for p in range(products):
+            top[p] = count[p] >= n
+        return
+    values = np.full(products, -np.inf)
+    for p in range(products):
+        if count[p] >= n:
+            v = selector_score(buf[p], start, n, metric, work)
+            if np.isfinite(v):
+                values[p] = v
+    order = np.argsort(-values, kind="mergesort")  # stable, as the selector's argsort
+    taken = 0
+    for i in order:
+        if taken >= top_n or values[i] == -np.inf:
+            break
+        top[i] = True
+        taken += 1
+
+
+@njit(cache=True)
+def push(buf, head, count, k, rows):
+    """ring.push_all into window k."""
+    cap = buf.shape[2] // 2
+    h = head[k]
+    for p in range(buf.shape[1]):
+        for f in range(FIELDS):
+            buf[k, p, h, f] = rows[p, f]
+            buf[k, p, h + cap, f] = rows[p, f]
+        if math.isnan(rows[p, CLOSE]):
+            count[k, p] = 0
+        elif count[k, p] < cap:
+            count[k, p] += 1
+    head[k] = 0 if h + 1 == cap else h + 1
+
+
+@njit(cache=True)
+def fold(agg, meta, bars, t, time_s, base_s, interval_s):
+    """candles.fold_interval of base bar t into one interval: 1 when a complete bar closed
+    (in agg), -1 when a partial one did (dropped), 0 while the interval runs."""
+    ts = time_s[t]
+    if meta[0] < 0:
+        meta[0], meta[1] = ts - ts % interval_s, 0
+        agg[:, :] = np.nan
+        agg[:, TIME] = float(meta[0])
+        agg[:, VOLUME] = 0.0
+    for p in range(agg.shape[0]):
+        close = bars[p, t, 3]
+        if math.isnan(close):
+            continue
+        if math.isnan(agg[p, CLOSE]):
+            agg[p, OPEN], agg[p, HIGH], agg[p, LOW] = bars[p, t, 0], bars[p, t, 1], bars[p, t, 2]
+        else:
+            agg[p, HIGH] = max(agg[p, HIGH], bars[p, t, 1])
+            agg[p, LOW] = min(agg[p, LOW], bars[p, t, 2])
+        agg[p, CLOSE] = close
+        agg[p, VOLUME] += bars[p, t, 4]
+    meta[1] += 1
+    if (ts + base_s) % interval_s != 0:
+        return 0
+    meta[0] = -1
+    return 1 if meta[1] * base_s == interval_s else -1
+
+
+@njit(cache=True)
+def decide_interval(k, buf, head, count, now, prev, top, use_top, held, st_iv, decides,
+                    st_nbars, st_warm, st_cols, st_pinned, st_has_products,
+                    now_bufs, prev_bufs, bar_bufs, params, out):
+    """StrategyRunner.on_bar_close for interval k: non-HOLD decisions into out rows
+    (product, action, score, stop, take_profit, strategy), strategies then products in order.
+    Returns how many."""
+    cap = buf.shape[2] // 2
+    n_out = 0
+    for s in range(st_iv.shape[0]):
+        if st_iv[s] != k:
+            continue
+        nb, cols = st_nbars[s], st_cols[s]
+        nowb, prevb, bars = now_bufs[s], prev_bufs[s], bar_bufs[s]
+        start = head[k] + cap - nb
+        for p in range(count.shape[1]):
+            if st_has_products[s]:
+                allowed = st_pinned[s, p]
+            else:
+                allowed = top[p] or held[p] or not use_top
+            if not allowed or count[k, p] < st_warm[s]:
+                continue
+            for j in range(nowb.shape[0]):
+                nowb[j], prevb[j] = now[p, cols[j]], prev[p, cols[j]]
+            for r in range(nb):
+                for f in range(FIELDS):
+                    bars[r, f] = buf[k, p, start + r, f]
+            score, action, stop, tp = decides[s](nowb, prevb, bars, params[s])
+            if action != ENTER_LONG and action != EXIT:
+                action = HOLD
+            if action == HOLD:
+                continue
+            out[n_out, 0], out[n_out, 1] = p, action
+            out[n_out, 2] = 0.0 if math.isnan(score) else min(1.0, max(-1.0, score))
+            out[n_out, 3], out[n_out, 4], out[n_out, 5] = stop, tp, s
+            n_out += 1
+    return n_out
+
+
+@njit(cache=True)
+def step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states, fresh, now, prev,
+                    which):
+    """IndicatorBank.on_bar_close for interval k: prev takes now, each indicator steps."""
+    prev[:, :] = now
+    for i in range(ind_iv.shape[0]):
+        if ind_iv[i] == k:
+            step_rows(ind_kind[i], states[i], fresh[i], rows, which, now, ind_col[i],
+                      ind_width[i])
+
+
+@njit(cache=True)
+def _grown(a):
+    bigger = np.empty((2 * a.shape[0] + 16, a.shape[1]))
+    bigger[: a.shape[0]] = a
+    return bigger
+
+
+@njit(cache=True)
+def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, metric,
+        st_iv, decides, st_params, st_nparams, st_nbars, st_warm, st_cols, st_ncols,
+        st_pinned, st_has_products, ind_iv, ind_kind, ind_col, ind_width, states, fresh,
+        n_cols, cfg, rules, trades):
+    """The bar loop. Base bars: time_s int64[T], bars float64[P, T, 5] (OHLCV), decisions
+    traded from bar `first` on. Intervals ivs int64[NI] (ivs[0] == base_s), windows of `cap`
+    bars. Selector on interval sel_k (-1: none) over sel_n bars, top_n, metric code.
+    Strategies s: interval st_iv[s], decides[s], params st_params[s, :st_nparams[s]], BARS,
+    warm-up bars, indicator columns st_cols[s, :st_ncols[s]] of their interval, pinned
+    products. Indicators i: interval, bank kind, column, width, states[i] [P, L], fresh[i].
+    cfg and rules: kernels/backtest_orders.py. Closed trades are appended to `trades`.
+
+    Returns (equity, exposure, signals, pos, acct, counters): equity and exposure at the
+    close of every bar from `first`, signal rows (time, product, action, score, strategy).
+    """
+    n_p, n_t = bars.shape[0], bars.shape[1]
+    n_i, n_s = ivs.shape[0], st_iv.shape[0]
+    buf = np.full((n_i, n_p, 2 * cap, FIELDS), np.nan)
+    head = np.zeros(n_i, np.int64)
+    count = np.zeros((n_i, n_p), np.int64)
+    agg = np.full((n_i, n_p, FIELDS), np.nan)
+    meta = np.full((n_i, 2), -1, np.int64)
+    now_all = np.full((n_i, n_p, max(1, n_cols.max())), np.nan)
+    prev_all = now_all.copy()
+    rows = np.empty((n_p, FIELDS))
+    which = np.ones(n_p, np.bool_)
+    top = np.zeros(n_p, np.bool_)
+    work = np.empty(max(2, sel_n))
+    now_bufs = [np.empty(st_ncols[s]) for s in range(n_s)]
+    prev_bufs = [np.empty(st_ncols[s]) for s in range(n_s)]
+    bar_bufs = [np.empty((st_nbars[s], FIELDS)) for s in range(n_s)]
+    params = [st_params[s, : st_nparams[s]].copy() for s in range(n_s)]
+    decided = np.empty((n_s * n_p, 6))
+    pos, ordr, acct, errs, evq = bo.new_state(n_p, cfg)
+    fill_p = np.empty(n_p, np.int64)
+    fill_x = np.empty((n_p, 2))
+    n_out = max(0, n_t - first)
+    equity = np.empty(n_out)
+    exposure = np.empty(n_out)
+    signals = np.empty((1024, NSIG))
+    n_sig = 0
+    live_from = time_s[first] if first < n_t else time_s[-1] + 1
+    closes = np.empty(n_p)
+    held = np.zeros(n_p, np.bool_)
+    for t in range(n_t):
+        ts = float(time_s[t])
+        # 1. fills inside bar t
+        n_fill = 0
+        if t >= first:
+            n_fill = bo.bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x)
+        for i in range(n_fill):
+            bo.apply_fill(pos, ordr, acct, cfg, evq, trades, fill_p[i], fill_x[i, 0],
+                          fill_x[i, 1], ts, ts)
+        for p in range(n_p):
+            closes[p] = bars[p, t, 3]
+        if evq[0, 0]:
+            bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, ts)
+        # 2. the close of bar t, interval by interval
+        now = ts + base_s
+        for k in range(n_i):
+            if k == 0:
+                for p in range(n_p):
+                    rows[p, TIME] = ts
+                    for f in range(5):
+                        rows[p, 1 + f] = bars[p, t, f]
+            elif not iv_used[k]:
+                continue
+            else:
+                done = fold(agg[k], meta[k], bars, t, time_s, base_s, ivs[k])
+                if done <= 0:
+                    continue
+                rows[:, :] = agg[k]
+            for p in range(n_p):
+                held[p] = pos[p, bo.P_HELD] != 0.0
+            n_dec = 0
+            if iv_used[k]:
+                push(buf, head, count, k, rows)
+                if k == sel_k:
+                    refresh_top(buf[k], head[k], count[k], sel_n, top_n, metric, top, work)
+                step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states, fresh,
+                                now_all[k], prev_all[k], which)
+                n_dec = decide_interval(k, buf, head, count, now_all[k], prev_all[k], top,
+                                        sel_k >= 0, held, st_iv, decides, st_nbars, st_warm,
+                                        st_cols, st_pinned, st_has_products, now_bufs,
+                                        prev_bufs, bar_bufs, params, decided)
+            bar_open = rows[0, TIME]
+            for i in range(n_dec):
+                if n_sig == signals.shape[0]:
+                    signals = _grown(signals)
+                signals[n_sig, S_TIME], signals[n_sig, S_PRODUCT] = bar_open, decided[i, 0]
+                signals[n_sig, S_ACTION], signals[n_sig, S_SCORE] = decided[i, 1], decided[i, 2]
+                signals[n_sig, S_STRAT] = decided[i, 5]
+                n_sig += 1
+            if bar_open < live_from:
+                continue  # history: decided, never traded
+            if k == 0 and held.any():
+                bo.on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
+            for i in range(n_dec):
+                p = int(decided[i, 0])
+                if decided[i, 1] == ENTER_LONG:
+                    bo.enter(pos, ordr, acct, cfg, rules, errs, evq, closes, p, decided[i, 5],
+                             decided[i, 3], decided[i, 4], now)
+                elif pos[p, bo.P_HELD]:
+                    bo.exit_position(pos, ordr, acct, evq, rules, closes, p, bo.R_STRATEGY, 0,
+                                     now)
+        if evq[0, 0]:
+            bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
+        # 3. the tick: reprices
+        bo.on_tick(ordr, cfg, evq, now)
+        if evq[0, 0]:
+            bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
+        if t >= first:
+            held_value = 0.0
+            for p in range(n_p):
+                if pos[p, bo.P_HELD]:
+                    held_value += pos[p, bo.P_SIZE] * closes[p]
+            equity[t - first] = acct[bo.A_CASH] + held_value
+            exposure[t - first] = bo.exposure(pos, ordr)
+    return equity, exposure, signals[:n_sig].copy(), pos, ordr, acct

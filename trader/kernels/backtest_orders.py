@@ -1,0 +1,543 @@
+"""The compiled backtest's trading core: orders, positions, risk and bar fills on float64 state.
+
+A mirror of trader.trading (orders, registry, risk) and the bar execution of research/fills.py,
+for trader.kernels.backtest's bar loop. Conventions:
+
+* Times are unix seconds (float64: exact for whole seconds). Money is float64 USD.
+* `pos[P, NPOS]` one row per product: the registry's position (P_HELD 0/1 ...) and its mark.
+* `ordr[P, NORD]` one row per product: the one order a product can have working (an entry
+  needs nothing held and no entry working, an exit something held and no exit working).
+  O_STATE: NONE, PENDING (sent, not yet accepted by the execution), OPEN.
+* `acct[NACCT]` account and risk scalars, `cfg[NCFG]` costs and limits (see the names below),
+  `rules[P, NRULE]` the products' increments and minimums.
+* `errs` the circuit breaker's error times (a deque: errs[0] count, then times).
+* `evq` the execution's deferred events (EV_ACCEPT, EV_CANCEL per product), drained in order
+  after each call into the trading core, as the paper execution defers its reports.
+* Quantization as money.py reads floats (their shortest decimal) onto a power-of-ten grid
+  (`floor_to`, `ceil_to`); comparisons that are exact ties in Decimal are ties here too (a
+  relative 1e-12 slack).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# positions
+P_HELD, P_SIZE, P_COST, P_FEE, P_OPENED, P_PEAK, P_STOP, P_TP, P_STRAT, P_MARK, P_BOOK = range(11)
+P_ENTRY_TIME, P_ENTRY_PRICE, P_REST = 11, 12, 13
+NPOS = 14
+# orders
+O_STATE, O_KIND, O_MARKET, O_PRICE, O_SIZE, O_ATTEMPT, O_SENT, O_SEQ = range(8)
+O_STRAT, O_REASON, O_STOP, O_TP, O_HOLD, O_FOLLOWED, O_REPRICING, O_FALLBACK = range(8, 16)
+O_CANCELLING, O_AT_OPEN = 16, 17
+NORD = 18
+NONE, PENDING, OPEN = 0, 1, 2
+ENTRY, EXIT = 0, 1
+# exit reasons (trade records)
+R_STRATEGY, R_STOP, R_TRAIL, R_TARGET, R_MAX_HOLD = range(5)
+# account and risk
+A_CASH, A_HOLDS, A_REALIZED, A_FEES, A_SEQ, A_BOOKS, A_DAY, A_DAY_START = range(8)
+A_DAILY_HALT, A_DAILY_LOSS, A_STREAK, A_COOL_UNTIL, A_BREAK_UNTIL, A_STATE = range(8, 14)
+A_CODE, A_RVAL, A_SEEN_STATE, A_SEEN_CODE, A_SEEN_RVAL, A_REJECTED = range(14, 20)
+A_RESTS = 20
+NACCT = 21
+ACTIVE, REDUCING, HALTED = 0, 1, 2
+WHY_NONE, WHY_KILL, WHY_BREAKER, WHY_DAILY, WHY_COOLDOWN = range(5)
+# config
+C_MAKER, C_TAKER, C_SLIP, C_NEXT_OPEN, C_RISK_ON, C_POS_PCT, C_KILL, C_MAX_POS = range(8)
+C_MAX_OPEN, C_MAX_EXPO, C_MAX_ORDER, C_DAILY, C_MAX_LOSSES, C_COOLDOWN = range(8, 14)
+C_RISK_FRAC, C_STOP_PCT, C_TP_PCT, C_TRAIL_PCT, C_MAX_HOLD, C_BRK_ERRS = range(14, 20)
+C_BRK_WIN, C_BRK_HALT, C_TIMEOUT, C_MAX_REPRICES, C_FALLBACK_MARKET, C_CASH0 = range(20, 26)
+NCFG = 26
+# product rules: increments as scales (1 / increment: a power of ten) and the minimums
+U_PRICE_SCALE, U_BASE_SCALE, U_BASE_MIN, U_BASE_MAX, U_QUOTE_MIN, U_TICK = range(6)
+NRULE = 6
+# deferred execution events
+EV_ACCEPT, EV_CANCEL = 0, 1
+# trade records: a float64 row each
+T_PRODUCT, T_ENTRY_TIME, T_EXIT_TIME, T_ENTRY_PRICE, T_EXIT_PRICE, T_SIZE = range(6)
+T_PNL, T_FEES, T_REASON, T_STRAT = range(6, 10)
+NTRADE = 10
+
+SLACK = 1e-12  # relative: float ties of Decimal-exact equalities
+DAY_S = 86_400.0
+
+
+@njit(cache=True)
+def floor_to(x, scale):
+    """money.quantize_price of a buy: the float `x` read as its shortest decimal (as
+    money.to_decimal reads it), floored to the grid of 1 / scale (a power of ten)."""
+    n = round(x * scale)
+    grid = n / scale  # the float of the decimal n / scale: division rounds correctly
+    return grid if grid <= x else (n - 1) / scale
+
+
+@njit(cache=True)
+def ceil_to(x, scale):
+    """money.quantize_price of a sell: as floor_to, rounded up."""
+    n = round(x * scale)
+    grid = n / scale
+    return grid if grid >= x else (n + 1) / scale
+
+
+@njit(cache=True)
+def steps_down(x, unit):
+    """floor(x / unit) of money._steps_down, an exact integral quotient kept as such."""
+    q = x / unit
+    n = round(q)
+    return n if abs(q - n) <= SLACK * max(1.0, q) else math.floor(q)
+
+
+@njit(cache=True)
+def new_state(n_products, cfg):
+    """(pos, ordr, acct, errs, evq) of a fresh run."""
+    pos = np.zeros((n_products, NPOS))
+    pos[:, P_MARK] = np.nan
+    pos[:, P_BOOK] = -1.0
+    pos[:, P_REST] = -1.0
+    ordr = np.zeros((n_products, NORD))
+    acct = np.zeros(NACCT)
+    acct[A_CASH] = cfg[C_CASH0]
+    acct[A_DAY] = -1.0
+    errs = np.zeros(int(cfg[C_BRK_ERRS]) + 2)
+    evq = np.zeros((8 * n_products + 8, 2), np.int64)
+    return pos, ordr, acct, errs, evq
+
+
+# ---- the registry's views ------------------------------------------------------------------
+
+@njit(cache=True)
+def net_pnl(pos, acct):
+    """Registry.pnl().net: realized + unrealized (held at the mark; 0 unmarked) - fees."""
+    total = acct[A_REALIZED] - acct[A_FEES]
+    for p in range(pos.shape[0]):
+        if pos[p, P_HELD] and not math.isnan(pos[p, P_MARK]):
+            total += pos[p, P_MARK] * pos[p, P_SIZE] - pos[p, P_COST]
+    return total
+
+
+@njit(cache=True)
+def open_count(pos, ordr):
+    """Products held or with an entry order working."""
+    n = 0
+    for p in range(pos.shape[0]):
+        if pos[p, P_HELD] or (ordr[p, O_STATE] != NONE and ordr[p, O_KIND] == ENTRY):
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def exposure(pos, ordr):
+    """Held at the mark (else at cost) plus the unfilled notional of working entries."""
+    total = 0.0
+    for p in range(pos.shape[0]):
+        if pos[p, P_HELD]:
+            mark = pos[p, P_MARK]
+            total += pos[p, P_COST] if math.isnan(mark) else mark * pos[p, P_SIZE]
+        if ordr[p, O_STATE] != NONE and ordr[p, O_KIND] == ENTRY:
+            price = ordr[p, O_PRICE]
+            if ordr[p, O_MARKET]:
+                price = 0.0 if math.isnan(pos[p, P_MARK]) else pos[p, P_MARK]
+            total += ordr[p, O_SIZE] * price
+    return total
+
+
+# ---- risk -----------------------------------------------------------------------------------
+
+@njit(cache=True)
+def risk_update(pos, acct, cfg, now):
+    """RiskManager.update at `now`: the daily loss first (a new UTC day takes its start),
+    then the state in the order kill switch, breaker, daily loss, cooldown."""
+    day = math.floor(now / DAY_S)
+    pnl = net_pnl(pos, acct)
+    if day != acct[A_DAY]:
+        acct[A_DAY], acct[A_DAY_START], acct[A_DAILY_HALT] = day, pnl, 0.0
+    loss = acct[A_DAY_START] - pnl
+    if not acct[A_DAILY_HALT] and loss >= cfg[C_DAILY] * (1.0 - SLACK):
+        acct[A_DAILY_HALT], acct[A_DAILY_LOSS] = 1.0, loss
+    if cfg[C_KILL]:
+        state, code, val = HALTED, WHY_KILL, 0.0
+    elif now < acct[A_BREAK_UNTIL]:
+        state, code, val = HALTED, WHY_BREAKER, acct[A_BREAK_UNTIL]
+    elif acct[A_DAILY_HALT]:
+        state, code, val = HALTED, WHY_DAILY, acct[A_DAILY_LOSS]
+    elif now < acct[A_COOL_UNTIL]:
+        state, code, val = REDUCING, WHY_COOLDOWN, acct[A_COOL_UNTIL]
+    else:
+        state, code, val = ACTIVE, WHY_NONE, 0.0
+    acct[A_STATE], acct[A_CODE], acct[A_RVAL] = state, code, val
+    return state
+
+
+@njit(cache=True)
+def record_trade(pos, acct, cfg, pnl, now):
+    """RiskManager.record_trade: losses in a row start a cooldown of new entries."""
+    acct[A_STREAK] = acct[A_STREAK] + 1.0 if pnl < 0.0 else 0.0
+    if acct[A_STREAK] >= cfg[C_MAX_LOSSES]:
+        acct[A_COOL_UNTIL] = now + cfg[C_COOLDOWN]
+        acct[A_STREAK] = 0.0
+    risk_update(pos, acct, cfg, now)
+
+
+@njit(cache=True)
+def record_error(pos, acct, cfg, errs, now):
+    """RiskManager.record_error: too many within the window trip the breaker."""
+    n = int(errs[0])
+    errs[1 + n] = now
+    n += 1
+    drop = 0
+    while drop < n and errs[1 + drop] <= now - cfg[C_BRK_WIN]:
+        drop += 1
+    for i in range(drop, n):
+        errs[1 + i - drop] = errs[1 + i]
+    n -= drop
+    if n >= cfg[C_BRK_ERRS]:
+        acct[A_BREAK_UNTIL] = now + cfg[C_BRK_HALT]
+        n = 0
+    errs[0] = n
+    risk_update(pos, acct, cfg, now)
+
+
+@njit(cache=True)
+def follow_risk(ordr, acct, evq):
+    """Trading._follow_risk: on a change of (state, reason) to HALTED, cancel every order."""
+    seen = (acct[A_STATE], acct[A_CODE], acct[A_RVAL])
+    if seen == (acct[A_SEEN_STATE], acct[A_SEEN_CODE], acct[A_SEEN_RVAL]):
+        return
+    acct[A_SEEN_STATE], acct[A_SEEN_CODE], acct[A_SEEN_RVAL] = seen
+    if acct[A_STATE] == HALTED:
+        cancel_all(ordr, evq)
+
+
+@njit(cache=True)
+def cancel_all(ordr, evq):
+    """Trading.cancel_all: every working order is cancelled and no longer followed."""
+    for p in _by_seq(ordr):
+        if not ordr[p, O_CANCELLING]:
+            ordr[p, O_FOLLOWED] = 0.0
+            ordr[p, O_CANCELLING] = 1.0
+            push_event(evq, EV_CANCEL, p)
+
+
+@njit(cache=True)
+def _by_seq(ordr):
+    """Products with a working order, in the order the orders were sent."""
+    live = np.flatnonzero(ordr[:, O_STATE] != NONE)
+    return live[np.argsort(ordr[live, O_SEQ], kind="mergesort")]
+
+
+@njit(cache=True)
+def push_event(evq, kind, p):
+    n = evq[0, 0]
+    evq[1 + n, 0], evq[1 + n, 1] = kind, p
+    evq[0, 0] = n + 1
+
+
+# ---- entries and exits ----------------------------------------------------------------------
+
+@njit(cache=True)
+def entry_notional(acct, cfg, pos, closes, price, stop):
+    """RiskManager.entry_notional (risk on), or position_pct of equity less the taker fee."""
+    if not cfg[C_RISK_ON]:
+        return equity(acct, pos, closes) * cfg[C_POS_PCT] / 100.0 / (1.0 + cfg[C_TAKER])
+    cap = min(cfg[C_MAX_POS], cfg[C_MAX_ORDER])
+    if math.isnan(stop) and cfg[C_STOP_PCT]:
+        stop = price * (1.0 - cfg[C_STOP_PCT] / 100.0)
+    if cfg[C_RISK_FRAC] == 0.0 or math.isnan(stop):
+        return cap
+    if stop >= price:
+        return 0.0
+    size = equity(acct, pos, closes) * cfg[C_RISK_FRAC] / (price - stop)
+    return min(size * price, cap)
+
+
+@njit(cache=True)
+def equity(acct, pos, closes):
+    """The execution's equity: USD plus every holding at its last close."""
+    total = acct[A_CASH]
+    for p in range(pos.shape[0]):
+        if pos[p, P_HELD]:
+            total += pos[p, P_SIZE] * closes[p]
+    return total
+
+
+@njit(cache=True)
+def _size_ok(rules, p, size, price):
+    """money's size and notional checks of an order of `size` at `price`."""
+    return (size > 0.0 and size >= rules[p, U_BASE_MIN] * (1.0 - SLACK)
+            and size <= rules[p, U_BASE_MAX]
+            and size * price >= rules[p, U_QUOTE_MIN] * (1.0 - SLACK))
+
+
+@njit(cache=True)
+def enter(pos, ordr, acct, cfg, rules, errs, evq, closes, p, strat, stop, tp, now):
+    """Trading._enter: a post-only limit buy at the bid (the close), sized and risk-checked.
+    Returns 1 if an order was sent."""
+    price = floor_to(closes[p] - rules[p, U_TICK], rules[p, U_PRICE_SCALE])  # at the bid
+    notional = entry_notional(acct, cfg, pos, closes, price, stop)
+    if price <= 0.0 or not notional > 0.0:
+        return 0
+    base_scale = rules[p, U_BASE_SCALE]
+    size = steps_down(notional, price / base_scale) / base_scale
+    if not _size_ok(rules, p, size, price):
+        return 0
+    if not check_entry(pos, ordr, acct, cfg, p, size * price, now):
+        follow_risk(ordr, acct, evq)
+        return 0
+    follow_risk(ordr, acct, evq)
+    send(ordr, acct, evq, p, ENTRY, 0, price, size, 0, strat, R_STRATEGY, stop, tp, now)
+    return 1
+
+
+@njit(cache=True)
+def check_entry(pos, ordr, acct, cfg, p, notional, now):
+    """RiskManager.check_entry: True when allowed (every check in the live order)."""
+    if risk_update(pos, acct, cfg, now) != ACTIVE:
+        return False
+    if pos[p, P_HELD] or (ordr[p, O_STATE] != NONE and ordr[p, O_KIND] == ENTRY):
+        return False
+    if notional <= 0.0 or notional > cfg[C_MAX_ORDER] or notional > cfg[C_MAX_POS]:
+        return False
+    if open_count(pos, ordr) >= cfg[C_MAX_OPEN]:
+        return False
+    return exposure(pos, ordr) + notional <= cfg[C_MAX_EXPO] * (1.0 + SLACK)
+
+
+@njit(cache=True)
+def exit_position(pos, ordr, acct, evq, rules, closes, p, reason, urgent, now):
+    """Trading._exit: a market sell for urgent reasons, else a post-only limit at the ask."""
+    if not pos[p, P_HELD] or (ordr[p, O_STATE] != NONE and ordr[p, O_KIND] == EXIT):
+        return 0
+    size = pos[p, P_SIZE]
+    if urgent:
+        price = closes[p]
+    else:
+        price = ceil_to(closes[p] + rules[p, U_TICK], rules[p, U_PRICE_SCALE])  # at the ask
+    if not _size_ok(rules, p, size, price):
+        return 0
+    send(ordr, acct, evq, p, EXIT, urgent, price, size, 0, pos[p, P_STRAT], reason, np.nan,
+         np.nan, now)
+    return 1
+
+
+@njit(cache=True)
+def send(ordr, acct, evq, p, kind, market, price, size, attempt, strat, reason, stop, tp, now):
+    """Trading._send: the order is recorded (PENDING) and its acceptance deferred."""
+    o = ordr[p]
+    o[:] = 0.0
+    o[O_STATE], o[O_KIND], o[O_MARKET], o[O_PRICE], o[O_SIZE] = PENDING, kind, market, price, size
+    o[O_ATTEMPT], o[O_SENT], o[O_SEQ], o[O_STRAT] = attempt, now, acct[A_SEQ], strat
+    o[O_REASON], o[O_STOP], o[O_TP], o[O_FOLLOWED] = reason, stop, tp, 1.0
+    acct[A_SEQ] += 1.0
+    push_event(evq, EV_ACCEPT, p)
+
+
+# ---- protective exits and reprices ----------------------------------------------------------
+
+@njit(cache=True)
+def exit_reason(pos, cfg, p, price, now):
+    """RiskManager.exit_reason without the strategy: -1 for none."""
+    stop = pos[p, P_STOP]
+    if math.isnan(stop) and cfg[C_STOP_PCT]:
+        stop = pos[p, P_ENTRY_PRICE] * (1.0 - cfg[C_STOP_PCT] / 100.0)
+    if not math.isnan(stop) and price <= stop * (1.0 + SLACK):
+        return R_STOP
+    if cfg[C_TRAIL_PCT]:
+        trail = max(pos[p, P_PEAK], price) * (1.0 - cfg[C_TRAIL_PCT] / 100.0)
+        if price <= trail * (1.0 + SLACK):
+            return R_TRAIL
+    target = pos[p, P_TP]
+    if math.isnan(target) and cfg[C_TP_PCT]:
+        target = pos[p, P_ENTRY_PRICE] * (1.0 + cfg[C_TP_PCT] / 100.0)
+    if not math.isnan(target) and price >= target * (1.0 - SLACK):
+        return R_TARGET
+    if cfg[C_MAX_HOLD] and now - pos[p, P_OPENED] >= cfg[C_MAX_HOLD]:
+        return R_MAX_HOLD
+    return -1
+
+
+@njit(cache=True)
+def on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now):
+    """Trading.on_prices: mark what is held at the closes, take the protective exits."""
+    held = np.flatnonzero(pos[:, P_HELD] != 0.0)
+    held = held[np.argsort(pos[held, P_BOOK], kind="mergesort")]  # the registry's order
+    for p in held:
+        price = closes[p]
+        if math.isnan(price):
+            continue
+        pos[p, P_MARK] = price
+        pos[p, P_PEAK] = max(pos[p, P_PEAK], price)
+        reason = exit_reason(pos, cfg, p, price, now)
+        if reason >= 0:
+            exit_position(pos, ordr, acct, evq, rules, closes, p, reason,
+                          reason == R_STOP or reason == R_TRAIL, now)
+    risk_update(pos, acct, cfg, now)
+    follow_risk(ordr, acct, evq)
+
+
+@njit(cache=True)
+def on_tick(ordr, cfg, evq, now):
+    """Trading.on_tick: cancel limit orders resting past the timeout (to reprice or fall back)."""
+    for p in _by_seq(ordr):
+        o = ordr[p]
+        if (o[O_STATE] != OPEN or not o[O_FOLLOWED] or o[O_REPRICING] or o[O_MARKET]
+                or now - o[O_SENT] < cfg[C_TIMEOUT]):
+            continue
+        o[O_REPRICING] = 1.0
+        o[O_FALLBACK] = 1.0 if o[O_ATTEMPT] >= cfg[C_MAX_REPRICES] else 0.0
+        o[O_CANCELLING] = 1.0
+        push_event(evq, EV_CANCEL, p)
+
+
+@njit(cache=True)
+def _resend(pos, ordr, acct, cfg, rules, evq, closes, p, market, now):
+    """Trading._resend of a cancelled order's rest: at the new touch, or at market."""
+    o = ordr[p].copy()
+    ordr[p, O_STATE] = NONE
+    if o[O_KIND] == ENTRY:
+        state = risk_update(pos, acct, cfg, now)
+        follow_risk(ordr, acct, evq)
+        if state != ACTIVE:
+            return
+    if market:
+        price = closes[p]
+    elif o[O_KIND] == ENTRY:
+        price = floor_to(closes[p] - rules[p, U_TICK], rules[p, U_PRICE_SCALE])
+    else:
+        price = ceil_to(closes[p] + rules[p, U_TICK], rules[p, U_PRICE_SCALE])
+    if price <= 0.0 or not _size_ok(rules, p, o[O_SIZE], price):
+        return
+    send(ordr, acct, evq, p, o[O_KIND], market, price, o[O_SIZE], o[O_ATTEMPT] + 1,
+         o[O_STRAT], o[O_REASON], o[O_STOP], o[O_TP], now)
+
+
+# ---- the execution: acceptance, cancels, bar fills -----------------------------------------
+
+@njit(cache=True)
+def drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now):
+    """Run the execution's deferred events in order (they may defer more)."""
+    i = 0
+    while i < evq[0, 0]:
+        kind, p = evq[1 + i, 0], evq[1 + i, 1]
+        i += 1
+        if kind == EV_ACCEPT:
+            _accept(pos, ordr, acct, cfg, rules, errs, evq, closes, p, now)
+        else:
+            _cancel(pos, ordr, acct, cfg, rules, evq, closes, p, now)
+    evq[0, 0] = 0
+
+
+@njit(cache=True)
+def _accept(pos, ordr, acct, cfg, rules, errs, evq, closes, p, now):
+    """The bar execution's accept: funds checked and held; a market order (every order
+    under next-open) waits for the next open, a limit order rests."""
+    o = ordr[p]
+    if o[O_STATE] != PENDING:
+        return
+    at_open = o[O_MARKET] != 0.0 or cfg[C_NEXT_OPEN] != 0.0
+    if o[O_KIND] == ENTRY:  # a buy needs its cost and the taker fee in free USD
+        price = closes[p] + rules[p, U_TICK] if at_open else o[O_PRICE]  # the ask, or limit
+        needed = o[O_SIZE] * price * (1.0 + cfg[C_TAKER])
+        if needed > (acct[A_CASH] - acct[A_HOLDS]) * (1.0 + SLACK):
+            o[O_STATE] = NONE  # INSUFFICIENT_FUND
+            acct[A_REJECTED] += 1.0
+            record_error(pos, acct, cfg, errs, now)
+            follow_risk(ordr, acct, evq)
+            return
+        o[O_HOLD] = needed
+        acct[A_HOLDS] += needed
+    if not at_open and pos[p, P_REST] < 0:  # the execution's resting books, first come
+        pos[p, P_REST] = acct[A_RESTS]
+        acct[A_RESTS] += 1.0
+    o[O_AT_OPEN] = 1.0 if at_open else 0.0
+    o[O_STATE] = OPEN
+
+
+@njit(cache=True)
+def _cancel(pos, ordr, acct, cfg, rules, evq, closes, p, now):
+    o = ordr[p]
+    if o[O_STATE] == NONE:
+        return
+    acct[A_HOLDS] -= o[O_HOLD]
+    o[O_HOLD] = 0.0
+    if not (o[O_FOLLOWED] and o[O_REPRICING]):
+        o[O_STATE] = NONE
+        return
+    if o[O_FALLBACK] and not cfg[C_FALLBACK_MARKET]:
+        o[O_STATE] = NONE  # gave up
+        return
+    _resend(pos, ordr, acct, cfg, rules, evq, closes, p, o[O_FALLBACK] != 0.0, now)
+
+
+@njit(cache=True)
+def bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x):
+    """The execution's side of the fills inside bar t: which orders fill, at what price, and
+    the cash they move. Returns how many; fill_p[k] is the product, fill_x[k] (price, fee)."""
+    n = 0
+    slip = cfg[C_SLIP]
+    for p in _by_seq(ordr):  # orders waiting for the open, in send order
+        o = ordr[p]
+        if o[O_STATE] != OPEN or not o[O_AT_OPEN] or math.isnan(bars[p, t, 0]):
+            continue
+        buy = o[O_KIND] == ENTRY
+        price = bars[p, t, 0] * (1.0 + slip if buy else 1.0 - slip)
+        n = _filled(ordr, acct, p, price, cfg[C_TAKER], buy, fill_p, fill_x, n)
+    for p in _by_rest(pos, ordr):  # resting limits, by the execution's books
+        o = ordr[p]
+        buy = o[O_KIND] == ENTRY
+        if (bars[p, t, 2] < o[O_PRICE]) if buy else (bars[p, t, 1] > o[O_PRICE]):
+            n = _filled(ordr, acct, p, o[O_PRICE], cfg[C_MAKER], buy, fill_p, fill_x, n)
+    return n
+
+
+@njit(cache=True)
+def _filled(ordr, acct, p, price, rate, buy, fill_p, fill_x, n):
+    o = ordr[p]
+    value = price * o[O_SIZE]
+    fee = value * rate
+    acct[A_HOLDS] -= o[O_HOLD]
+    o[O_HOLD] = 0.0
+    o[O_AT_OPEN] = -1.0  # filled: the trading core hears of it after the bar's fills
+    acct[A_CASH] += -(value + fee) if buy else value - fee
+    fill_p[n], fill_x[n, 0], fill_x[n, 1] = p, price, fee
+    return n + 1
+
+
+@njit(cache=True)
+def _by_rest(pos, ordr):
+    """Products with a resting limit order, in the order of the execution's books."""
+    live = np.flatnonzero((ordr[:, O_STATE] == OPEN) & (ordr[:, O_AT_OPEN] == 0.0))
+    return live[np.argsort(pos[live, P_REST], kind="mergesort")]
+
+
+@njit(cache=True)
+def apply_fill(pos, ordr, acct, cfg, evq, trades, p, price, fee, t_s, now):
+    """Trading.on_fill then the FILLED update: the registry's position, a closed trade, risk."""
+    o = ordr[p]
+    size = o[O_SIZE]
+    acct[A_FEES] += fee
+    if o[O_KIND] == ENTRY:
+        if pos[p, P_BOOK] < 0:
+            pos[p, P_BOOK] = acct[A_BOOKS]
+            acct[A_BOOKS] += 1.0
+        pos[p, P_HELD], pos[p, P_SIZE], pos[p, P_COST], pos[p, P_FEE] = 1.0, size, price * size, fee
+        pos[p, P_OPENED], pos[p, P_PEAK], pos[p, P_STOP], pos[p, P_TP] = t_s, price, o[O_STOP], o[
+            O_TP]
+        pos[p, P_STRAT], pos[p, P_ENTRY_TIME], pos[p, P_ENTRY_PRICE] = o[O_STRAT], t_s, price
+    else:
+        realized = price * size - pos[p, P_COST]
+        fees = pos[p, P_FEE] + fee
+        acct[A_REALIZED] += realized
+        pos[p, P_HELD] = 0.0
+        row = np.empty(NTRADE)
+        row[T_PRODUCT], row[T_ENTRY_TIME], row[T_EXIT_TIME] = p, pos[p, P_ENTRY_TIME], t_s
+        row[T_ENTRY_PRICE], row[T_EXIT_PRICE], row[T_SIZE] = pos[p, P_ENTRY_PRICE], price, size
+        row[T_PNL], row[T_FEES], row[T_REASON] = realized - fees, fees, o[O_REASON]
+        row[T_STRAT] = pos[p, P_STRAT]
+        trades.append(row)
+        record_trade(pos, acct, cfg, realized - fees, now)
+    follow_risk(ordr, acct, evq)
+    o[O_STATE] = NONE  # FILLED: terminal, no longer followed
