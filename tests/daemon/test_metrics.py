@@ -20,7 +20,6 @@ from prometheus_client.samples import Sample
 
 from tests.daemon.test_daemon_trading import flip_config
 from tests.daemon.test_grafana import dashboard_metric_names
-from tests.daemon.test_status import SNAPSHOT
 from tests.helpers import DaemonProcess, eventually, http_get, start_daemon
 from tests.pg import PostgresServer
 from trader.daemon.metrics import (
@@ -37,6 +36,17 @@ PRODUCTS = ("BTC-USD", "ETH-USD", "SOL-USD")  # the shipped config's
 HISTOGRAMS = ("trader_bar_close_seconds", "trader_frame_to_order_seconds",
               "trader_writer_flush_seconds", "trader_rest_request_seconds")
 Families = dict[str, tuple[str, str, list[Sample]]]  # name -> (type, help, samples)
+SNAPSHOT = {  # shaped like the daemon's
+    "daemon": {"version": "0.1.0", "state": "running", "mode": "paper", "uptime_s": 3700.0},
+    "config": {"version": 3, "counters": {"version": 3}},
+    "components": {
+        "feed": {"connected": True, "counters": {"frames_per_s": 120.5, "bad_frames": 2}},
+        "market": {"products": {"BTC-USD": {"close": 64000.5, "bars": 10},
+                                "ETH-USD": {"close": 3100.25, "bars": 10}}},
+        "storage": None,
+        "config": {"version": 3, "counters": {"version": 3}},
+    },
+}
 
 
 def free_port() -> int:
