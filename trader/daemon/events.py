@@ -63,6 +63,9 @@ class EventLog:
         """An order sink: one event per change of status (fills have their own events)."""
         if self._order_status.get(order.client_order_id) == order.status:
             return
+        if order.status is OrderStatus.PENDING:  # an "open" or a refusal follows at once
+            self._order_status[order.client_order_id] = order.status
+            return
         if order.status in _FINISHED:
             self._order_status.pop(order.client_order_id, None)
         else:

@@ -1,46 +1,35 @@
-"""`trader status`: fetch the daemon's snapshot from its unix socket and render it with rich."""
+"""`trader status`: fetch the daemon's snapshot from its unix socket and render it with rich.
+
+A frame is the header, then sections (equity, positions, open orders, products, health,
+recent events) stacked in one column, each given lines by `_allocate` so that the frame fills
+the terminal and the events take what the others leave. From 160 columns the tables, health
+and events go left, and the equity chart and risk limits right. Tables keep only the columns
+the width shows in full, dropping the least useful first, so no header or value is cut
+(statusparts.py draws the sections, statusfmt.py formats the numbers).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.layout import Layout
 from rich.live import Live
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
+from trader.daemon import statusparts as sp
+
 REFRESH_HZ = 2.0
-PANELS = (("feed", "Feed"), ("market", "Candles"), ("trading", "Trading"),
-          ("risk", "Risk limits"), ("storage", "Database writer"), ("strategies", "Strategies"))
-PRODUCT_COLUMNS = ("close", "bid", "ask", "volume_1m", "bars", "rank", "score", "signal",
-                   "position_size", "unrealized_pnl")
-# What a panel shows when its component reports more than fits (all of it is in --json).
-PANEL_FIELDS = {
-    "feed": ("connected", "frames_per_s", "trades_per_s", "last_frame_age_s", "connections",
-             "sequence_gaps", "bad_frames"),
-    "market": ("last_bar", "minutes_emitted", "minutes_repaired", "minutes_held",
-               "late_trades"),
-    "strategies": ("running", "signals", "signals_enter_long", "signals_exit", "load_errors"),
-    "trading": ("mode", "ready", "equity_usd", "positions", "open_orders", "net_pnl",
-                "fees"),
-    "risk": ("state", "reason", "daily_pnl_usd", "exposure_usd", "loss_streak",
-             "entries_denied"),
-    "storage": ("connected", "mode", "backlog_rows", "spilled_rows", "last_error"),
-}
-LABELS = {"frames_per_s": "frames/s", "trades_per_s": "trades/s", "last_frame_age_s":
-          "frame age s", "sequence_gaps": "seq gaps", "minutes_emitted": "emitted",
-          "minutes_repaired": "repaired", "minutes_held": "held", "signals_enter_long":
-          "entries", "signals_exit": "exits", "volume_1m": "vol 1m", "late_trades": "late",
-          "load_errors": "errors", "position_size": "position", "unrealized_pnl": "upnl",
-          "equity_usd": "equity USD", "daily_pnl_usd": "day PnL USD",
-          "exposure_usd": "exposure USD"}
-NARROW_COLUMNS = ("close", "rank", "signal")  # what a terminal under 110 columns shows
+TWO_COLUMNS_FROM = 160  # columns; below, one column
+NATURAL_EVENTS = 12  # events shown when the frame's height is free (a pipe)
 
 
 class NoDaemon(Exception):
@@ -73,7 +62,7 @@ def show_status(socket: Path, *, once: bool, raw_json: bool) -> int:
         if raw_json:
             print(body.decode())
         else:
-            console.print(render(orjson.loads(body), console.width))
+            print_frame(console, orjson.loads(body))
         return 0
     try:
         asyncio.run(_live(console, socket))
@@ -82,11 +71,18 @@ def show_status(socket: Path, *, once: bool, raw_json: bool) -> int:
     return 0
 
 
+def print_frame(console: Console, snapshot: dict[str, Any]) -> None:
+    """One frame: the terminal's size (or LINES), else as tall as its content (a pipe)."""
+    height = console.height if console.is_terminal or os.environ.get("LINES") else None
+    console.print(render(snapshot, console.width, height))
+
+
 async def _live(console: Console, socket: Path) -> None:
     with Live(console=console, screen=True, auto_refresh=False) as live:
         while True:
+            width, height = console.size
             try:
-                view = render(orjson.loads(await fetch(socket)), console.width)
+                view = render(orjson.loads(await fetch(socket)), width, height)
             except NoDaemon as exc:
                 view = Panel(Text(f"{exc}\nretrying every {1 / REFRESH_HZ:.1f} s; Ctrl-C quits",
                                   style="bold red"), title="trader status")
@@ -94,131 +90,135 @@ async def _live(console: Console, socket: Path) -> None:
             await asyncio.sleep(1 / REFRESH_HZ)
 
 
-def render(snapshot: dict[str, Any], width: int = 200) -> RenderableType:
-    """One frame of the status view from a daemon snapshot, for a terminal `width` wide."""
-    components = snapshot.get("components", {})
-    parts: list[RenderableType] = [_header(snapshot)]
-    reload_note = _reload_note(snapshot.get("config", {}))
-    if reload_note is not None:
-        parts.append(reload_note)
-    parts.append(_panel_grid(components))
-    parts.append(_products(snapshot.get("products", []), components, narrow=width < 110))
-    return Group(*parts)
+@dataclass
+class Section:
+    """A part of the frame and the lines it takes: `least` (else it is dropped, lowest `drop`
+    first; 0: never), `soft` (what each gets before any gets more), `wants` (all it has to
+    show); the `fill` section also takes what is left. `natural`: its lines in a pipe."""
+
+    name: str
+    least: int
+    soft: int
+    wants: int
+    draw: Callable[[int], RenderableType]
+    drop: int = 0
+    fill: bool = False
+    natural: int | None = None
 
 
-def _header(snapshot: dict[str, Any]) -> RenderableType:
-    daemon, config = snapshot.get("daemon", {}), snapshot.get("config", {})
-    line = Text()
-    line.append(f"trader {daemon.get('version', '?')}", style="bold")
-    line.append(f"  {daemon.get('mode', '?')}", style="bold magenta")
-    state = daemon.get("state", "?")
-    line.append(f"  {state}", style="bold green" if state == "running" else "bold yellow")
-    line.append(f"  up {_duration(daemon.get('uptime_s'))}")
-    line.append(f"  pid {daemon.get('pid', '?')}")
-    line.append(f"  RSS {_bytes(daemon.get('rss_bytes'))}")
-    line.append(f"  config v{config.get('version', '?')}")
-    last = config.get("last_reload")
-    if last:
-        ago = _duration((daemon.get("now_ns", 0) - last["at_ns"]) / 1e9)
-        style = "red" if last["outcome"] == "rejected" else "dim"
-        line.append(f" ({last['outcome']} {ago} ago)", style=style)
-    return line
+def render(snapshot: dict[str, Any], width: int = 120,
+           height: int | None = None) -> RenderableType:
+    """One frame of the status view, `width` columns by `height` lines (None: as tall as
+    the content, the events capped at NATURAL_EVENTS)."""
+    view = sp.View(snapshot)
+    header = sp.header(view, width)
+    rest = None if height is None else max(0, height - len(header))
+    if width >= TWO_COLUMNS_FROM:
+        left_width = width * 3 // 5
+        right_width = width - left_width - 2
+        left, left_lines = _column([*_trading_sections(view, left_width),
+                                    _health(view, left_width),
+                                    _events(view, left_width, fill=True)], rest)
+        right, right_lines = _column([_equity(view, right_width, fill=True),
+                                      _limits(view)], rest)
+        body = Layout()
+        body.split_row(Layout(left, size=left_width), Layout(Text(" "), size=2), Layout(right))
+        lines = max(left_lines, right_lines)
+    else:
+        body, lines = _column([_equity(view, width), *_trading_sections(view, width),
+                               _health(view, width), _events(view, width, fill=True)], rest)
+    return _Frame(Group(*header, _Sized(body, lines)), len(header) + lines)
 
 
-def _reload_note(config: dict[str, Any]) -> RenderableType | None:
-    last = config.get("last_reload") or {}
-    lines = [Text(f"{key}: {reason}", style="red") for key, reason in last.get("errors", [])]
-    if lines:
-        lines.insert(0, Text(f"edit of {config.get('path')} rejected; running on config "
-                             f"v{config.get('version')}", style="bold red"))
-    if config.get("restart_required"):
-        keys = ", ".join(config["restart_required"])
-        lines.append(Text(f"changed, waiting for a restart: {keys}", style="yellow"))
-    return Group(*lines) if lines else None
+def _trading_sections(view: sp.View, width: int) -> list[Section]:
+    tables = {"positions": (sp.positions_table(view, width), 5),
+              "orders": (sp.orders_table(view, width), 5),
+              "products": (sp.products_table(view, width), 10)}
+    sections = []
+    for name, (table, soft_rows) in tables.items():
+        least, wants = table.lines()
+        sections.append(Section(name, least, min(wants, 3 + soft_rows), wants, table.draw))
+    return sections
 
 
-def _panel_grid(components: dict[str, Any]) -> RenderableType:
-    columns = 3
-    grid = Table.grid(expand=True, padding=(0, 0))
-    for _ in range(columns):
-        grid.add_column(ratio=1)
-    items = [(title, _panel_items(name, components.get(name))) for name, title in PANELS]
-    for start in range(0, len(items), columns):
-        row = items[start:start + columns]
-        height = 2 + max(len(fields or {}) or 1 for _, fields in row)
-        grid.add_row(*(_component_panel(title, fields, height) for title, fields in row))
-    return grid
+def _equity(view: sp.View, width: int, fill: bool = False) -> Section:
+    return Section("equity", 2, 2, 2, lambda n: sp.equity_lines(view, width, n), drop=2,
+                   fill=fill, natural=8 if fill else 2)
 
 
-def _component_panel(title: str, fields: dict[str, Any] | None, height: int) -> Panel:
-    if fields is None:
-        return Panel(Text("not running", style="dim"), title=title, box=box.ROUNDED,
-                     height=height)
-    table = Table.grid(padding=(0, 1))
-    table.add_column(style="cyan", no_wrap=True)
-    table.add_column(overflow="ellipsis", no_wrap=True)
-    for name, value in fields.items():
-        table.add_row(LABELS.get(name, name.replace("_", " ")), _value(value))
-    return Panel(table, title=title, box=box.ROUNDED, height=height)
+def _health(view: sp.View, width: int) -> Section:
+    lines = sp.health_lines(view, width)
+    return Section("health", 0, min(2, len(lines)), len(lines), lambda n: Group(*lines[:n]))
 
 
-def _panel_items(name: str, body: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The figures a panel shows; None when the component is not running."""
-    if body is None:
-        return None
-    scalars = {k: v for k, v in body.items()
-               if k not in ("counters", "products") and not isinstance(v, dict | list)}
-    everything = {**scalars, **body.get("counters", {})}
-    chosen = PANEL_FIELDS.get(name)
-    return everything if chosen is None else {k: everything.get(k) for k in chosen}
+def _limits(view: sp.View) -> Section:
+    lines = sp.limits_lines(view)
+    return Section("limits", 0, len(lines), len(lines), lambda n: Group(*lines[:n]))
 
 
-def _products(products: list[str], components: dict[str, Any],
-              narrow: bool = False) -> RenderableType:
-    market = components.get("market")
-    rows: dict[str, dict[str, Any]] = {}
-    for name in ("market", "selector", "strategies", "trading"):
-        for product, figures in ((components.get(name) or {}).get("products") or {}).items():
-            rows.setdefault(product, {}).update(figures)
-    table = Table(box=box.SIMPLE_HEAD, expand=True, title_justify="left", show_edge=False,
-                  title="Products" + ("" if market else " (market data not running)"))
-    present = {name for figures in rows.values() for name in figures}
-    columns = [c for c in PRODUCT_COLUMNS if c in present] + sorted(present - set(PRODUCT_COLUMNS))
-    if narrow:
-        columns = [c for c in columns if c in NARROW_COLUMNS]
-    table.add_column("product", style="bold", no_wrap=True, min_width=7)
-    for name in columns:
-        table.add_column(LABELS.get(name, name.replace("_", " ")), justify="right", no_wrap=True,
-                         overflow="ellipsis")
-    for product in products:
-        figures = rows.get(product, {})
-        table.add_row(product, *(_value(figures.get(name)) for name in columns))
-    return table
+def _events(view: sp.View, width: int, fill: bool) -> Section:
+    lines = sp.event_lines(view, width)
+    return Section("events", min(4, len(lines)), min(7, len(lines)), len(lines),
+                   lambda n: Group(*lines[:n]), drop=1, fill=fill,
+                   natural=min(len(lines), 1 + NATURAL_EVENTS))
 
 
-def _value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+def _column(sections: list[Section], height: int | None) -> tuple[Layout, int]:
+    """The sections stacked in a layout, and its height in lines."""
+    sizes = _allocate(sections, height)
+    layout = Layout()
+    shown = [s for s in sections if sizes[s.name] > 0]
+    layout.split_column(*(Layout(s.draw(sizes[s.name]), name=s.name, size=sizes[s.name])
+                          for s in shown), Layout(Text(" "), ratio=1))  # what none needs
+    return layout, sum(sizes.values()) if height is None else height
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+def _allocate(sections: list[Section], height: int | None) -> dict[str, int]:
+    """Lines per section: each its least (dropping by `drop` rank while even that is too
+    much), then each up to `soft`, then up to `wants`; the `fill` section gets the rest."""
+    if height is None:
+        return {s.name: s.wants if s.natural is None else s.natural for s in sections}
+    sizes = {s.name: s.least for s in sections}
+    for section in sorted((s for s in sections if s.drop), key=lambda s: s.drop):
+        if sum(sizes.values()) <= height:
+            break
+        sizes[section.name] = 0
+    live = [s for s in sections if sizes[s.name] or not s.least]
+    spare = height - sum(sizes.values())
+    for limit in ("soft", "wants"):
+        for section in live:
+            more = max(0, min(spare, getattr(section, limit) - sizes[section.name]))
+            sizes[section.name] += more
+            spare -= more
+    for section in live:
+        if section.fill and spare > 0:
+            sizes[section.name] += spare
+            spare = 0
+    return sizes
 
 
-def _bytes(count: int | None) -> str:
-    return "?" if count is None else f"{count / 2**20:.1f} MiB"
+class _Sized:
+    """A renderable drawn at exactly `height` lines (a Layout otherwise takes the console's)."""
+
+    def __init__(self, renderable: RenderableType, height: int) -> None:
+        self.renderable = renderable
+        self.height = height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.height > 0:
+            yield from console.render(self.renderable, options.update(height=self.height))
+
+
+class _Frame(_Sized):
+    """The whole frame: what `render` returns."""
+
+
+def frame_lines(snapshot: dict[str, Any], width: int, height: int | None) -> list[str]:
+    """The frame as plain text lines (for tests and docs)."""
+    console = Console(width=width, height=height or 1000, record=True, color_system=None,
+                      file=open(os.devnull, "w"))
+    try:
+        console.print(render(snapshot, width, height))
+    finally:
+        console.file.close()
+    return console.export_text().rstrip("\n").split("\n")
