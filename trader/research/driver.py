@@ -76,7 +76,7 @@ class Backtest:
                                      options.taker_fee_bps))
         self.execution = BarExecution(options.paper_section(), self.quotes.view, self.clock,
                                       self.events.append, next_open=options.fill == "next-open")
-        self.exit_reasons: list[str] = []
+        self.exit_reasons: dict[tuple[str, int], str] = {}  # (product, exit ns) -> reason
         self.trading = Trading(registry, self.risk, self.execution, config.execution,
                                self.quotes.view, self.clock, fill_sinks=(self._on_fill,))
         self.trading.set_products(data.rules.values())
@@ -144,7 +144,8 @@ class Backtest:
 
     def _on_fill(self, fill: Fill) -> None:
         if fill.side is Side.SELL and self.trading.registry.position(fill.product_id) is None:
-            self.exit_reasons.append(self.execution.reasons.get(fill.client_order_id, ""))
+            reason = self.execution.reasons.get(fill.client_order_id, "")
+            self.exit_reasons[(fill.product_id, fill.time_ns)] = reason
 
 
 def run_engine(data: BarData, strategies: Sequence[LoadedStrategy], config: cfg.Config,
@@ -176,8 +177,9 @@ def _result(backtest: Backtest, strategies: Sequence[LoadedStrategy],
     first = data.first_decided
     decided_from_ns = int(data.time_s[first]) * NS_PER_S
     registry = backtest.trading.registry
-    trades = tuple(_trade(t, r) for t, r in zip(registry.closed_trades(),
-                                                 backtest.exit_reasons, strict=True))
+    closed = sorted(registry.closed_trades(), key=lambda t: t.closed_ns)  # exit order
+    trades = tuple(_trade(t, backtest.exit_reasons.get((t.product_id, t.closed_ns), ""))
+                   for t in closed)
     held = tuple(OpenTradeRecord(p, pos.opened_ns // NS_PER_S, float(pos.average_entry_price),
                                  float(pos.size)) for p, pos in registry.positions().items())
     signals = tuple(SignalRecord(s.bar_time_ns // NS_PER_S, s.product_id, str(s.action),

@@ -99,9 +99,10 @@ def load_strategy_of(request: BacktestRequest) -> LoadedStrategy:
 
 
 def warmup_s(strategies: Sequence[LoadedStrategy], config: cfg.Config) -> int:
-    """How much history before --since the run loads to warm the strategies up."""
+    """How much history before --since the run loads: what the daemon fetches at start
+    (`market.warmup_bars` minutes), or more if a strategy or the selector needs more."""
     selector_s = cfg.interval_seconds(config.selector.interval)
-    needs = [config.selector.window_bars * selector_s,
+    needs = [config.selector.window_bars * selector_s, config.market.warmup_bars * 60,
              *(max(s.warmup_bars, s.bars) * s.interval_s for s in strategies)]
     return max(needs) + max([selector_s, *(s.interval_s for s in strategies)])
 
