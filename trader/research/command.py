@@ -28,7 +28,8 @@ def request_of(args: argparse.Namespace, config: cfg.Config) -> BacktestRequest:
     return BacktestRequest(
         strategy=args.strategy, config=config, options=options, params=tuple(args.param),
         data=args.data, products=tuple(dict.fromkeys(args.product)), since_s=args.since,
-        until_s=args.until, interval=args.interval, path=args.path)
+        until_s=args.until, interval=args.interval, path=args.path,
+        config_dir=args.config.parent if args.config.exists() else Path())
 
 
 def backtest_command(args: argparse.Namespace, config: cfg.Config) -> int:

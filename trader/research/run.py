@@ -52,6 +52,7 @@ class BacktestRequest:
     until_s: int | None = None
     interval: str | None = None
     path: str = "compiled"
+    config_dir: Path = Path()  # where the config file is: relative paths in it start there
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -85,7 +86,7 @@ def load_strategy_of(request: BacktestRequest) -> LoadedStrategy:
             raise BacktestError(f"--interval {interval!r}: {exc}") from None
     section = replace(section, enabled=True, interval=interval,
                       params=MappingProxyType(params))
-    path = Path(config.daemon.strategies_dir) / f"{request.strategy}.py"
+    path = request.config_dir / config.daemon.strategies_dir / f"{request.strategy}.py"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
         raise BacktestError(f"no strategy {request.strategy!r} in {path.parent}/ (there: "
