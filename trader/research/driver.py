@@ -88,7 +88,9 @@ class Backtest:
                              selector=Selector(config.selector, self.market),
                              trading=self.trading)
         self.market.live_from_s = int(data.time_s[data.first_decided])
-        self.ticks = [float(data.rules[p].price_increment) for p in data.products]
+        # next-open fills every order at the next open: the touch only sizes it (no spread)
+        self.ticks = [0.0 if options.fill == "next-open" else float(data.rules[p].price_increment)
+                      for p in data.products]
 
     def run(self, on_progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Step every bar; the equity and exposure at each decided bar's close."""
