@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from trader.store.backfill.run import BackfillJob
 
 DEFAULT_CONFIG = Path("config.toml")
+REFERENCE_BEGIN = "<!-- config-reference -->"  # README.md's generated block, these lines around it
+REFERENCE_END = "<!-- /config-reference -->"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(init)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_init)
+
+    reference = commands.add_parser(
+        "config-reference", help="print a Markdown reference of every config key",
+        description="Print the config reference (README.md, Configuration) from the schema.")
+    reference.add_argument("--readme", type=Path, metavar="FILE",
+                           help=f"instead, replace the block between {REFERENCE_BEGIN} and "
+                           f"{REFERENCE_END} in FILE")
+    reference.set_defaults(handler=_config_reference)
 
     _add_backfill(commands)
     _add_backtest(commands)
@@ -367,4 +377,21 @@ def _init(args: argparse.Namespace) -> int:
         return 1
     args.config.write_text(cfg.render_default())
     print(f"wrote {args.config}")
+    return 0
+
+
+def _config_reference(args: argparse.Namespace) -> int:
+    """`trader config-reference`: print the reference, or splice it into a README."""
+    reference = cfg.render_reference()
+    if args.readme is None:
+        print(reference, end="")
+        return 0
+    text = args.readme.read_text()
+    head, begin, rest = text.partition(REFERENCE_BEGIN + "\n")
+    _, end, tail = rest.partition(REFERENCE_END)
+    if not begin or not end:
+        print(f"{args.readme}: no {REFERENCE_BEGIN} ... {REFERENCE_END} block", file=sys.stderr)
+        return 1
+    args.readme.write_text(head + begin + reference + end + tail)
+    print(f"updated the config reference in {args.readme}")
     return 0

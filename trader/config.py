@@ -605,3 +605,59 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
+
+
+# ---- the reference (README) ----------------------------------------------------------------
+
+_SECTION_NOTES = {
+    "daemon": "The process: trading mode, where its files live, shutdown and reload.",
+    "log": "What is logged and how it is written.",
+    "status": "The status server that `trader status` and Prometheus read.",
+    "coinbase": "Endpoints, the API key and request pacing.",
+    "market": "Products streamed and the candle windows built from their trades.",
+    "selector": "The ranking that picks which products new positions may open in.",
+    "storage": "The PostgreSQL/TimescaleDB writer.",
+    "risk": "Limits checked before every entry (a refusal has a reason) and the exits risk "
+            "adds.",
+    "execution": "How orders are placed, repriced and reconciled.",
+    "paper": "The simulated account of paper and shadow mode (and the backtest's defaults).",
+    "research": "Approval gates a backtest's metrics are checked against (the terminal "
+                "summary and the report show each); the daemon does not read them.",
+}
+
+_KIND_NAMES = {
+    "bool": "true \\| false", "int": "integer", "float": "number", "str": "string",
+    "strs": "list of product ids", "interval": "interval (1m … 1d)",
+    "intervals": "list of intervals (1m … 1d)", "params": "table of numbers or booleans",
+}
+
+
+def render_reference() -> str:
+    """Markdown tables of every config key (`trader config-reference`; README.md holds a copy)."""
+    parts = [
+        "Generated from the schema in `trader/config.py` by `trader config-reference`. "
+        "*applies*: `hot` takes effect on reload while the daemon runs; `restart` keeps its "
+        "running value until the next start.\n",
+    ]
+    tables = [(f"[{name}]", _SECTION_NOTES.get(name, ""), cls) for name, cls in SECTIONS.items()]
+    tables.append(("[strategies.<name>]", "One table per strategy to run: "
+                   "`<strategies_dir>/<name>.py` with these settings (`params`: its `PARAMS`; "
+                   "unknown names are errors).", StrategyConfig))
+    for title, note, cls in tables:
+        parts.append(f"\n### `{title}`\n\n{note}\n\n" if note else f"\n### `{title}`\n\n")
+        parts.append("| key | default | values | unit | applies | what it sets |\n"
+                     "|---|---|---|---|---|---|\n")
+        parts.extend(_reference_row(f, getattr(cls(), f.name)) for f in fields(cls))
+    return "".join(parts)
+
+
+def _reference_row(f: dataclasses.Field, value: Any) -> str:
+    spec = spec_of(f)
+    if spec.kind == "choice":
+        values = " \\| ".join(f"`{c}`" for c in spec.choices)
+    else:
+        values = " ".join(n for n in (_KIND_NAMES[spec.kind], _range_note(spec)) if n)
+    default = "{}" if isinstance(value, MappingProxyType) else _toml_value(value)
+    doc = spec.doc.replace("|", "\\|").replace("<", "\\<")
+    applies = "restart" if spec.restart else "hot"
+    return f"| `{f.name}` | `{default}` | {values} | {spec.unit} | {applies} | {doc} |\n"
