@@ -208,7 +208,7 @@ class TableSection:
         return 3 + min(self.rows, 2), 3 + self.rows
 
     def draw(self, lines: int) -> RenderableType:
-        title = Text(self.title, style="bold")
+        title = Text(self.title, style="bold", no_wrap=True, overflow="ellipsis")
         if not self.rows:
             return title.append(": none", style="dim")
         if self.note:

@@ -127,7 +127,7 @@ def render(snapshot: dict[str, Any], width: int = 120,
     else:
         body, lines = _column([_equity(view, width), *_trading_sections(view, width),
                                _health(view, width), _events(view, width, fill=True)], rest)
-    return _Frame(Group(*header, _Sized(body, lines)), len(header) + lines)
+    return _Sized(Group(*header, _Sized(body, lines)), len(header) + lines)
 
 
 def _trading_sections(view: sp.View, width: int) -> list[Section]:
@@ -207,10 +207,6 @@ class _Sized:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if self.height > 0:
             yield from console.render(self.renderable, options.update(height=self.height))
-
-
-class _Frame(_Sized):
-    """The whole frame: what `render` returns."""
 
 
 def frame_lines(snapshot: dict[str, Any], width: int, height: int | None) -> list[str]:
