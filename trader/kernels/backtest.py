@@ -37,28 +37,59 @@ NSIG = 5
 
 
 @njit(cache=True)
-def pairwise_sum(a, lo, n):
-    """numpy's pairwise summation of a[lo:lo + n] (what ndarray.sum does on a row)."""
+def _block_sum(a, lo, n):
+    """numpy's pairwise summation of a block of at most 128: eight running sums."""
     if n < 8:
         res = 0.0
         for i in range(lo, lo + n):
             res += a[i]
         return res
+    r = a[lo : lo + 8].copy()
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += a[lo + i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True)
+def pairwise_sum(a, lo, n):
+    """numpy's pairwise summation of a[lo:lo + n] (what ndarray.sum does on a row): halves
+    (at a multiple of 8) summed apart down to blocks of 128. Not recursive: numba's cache
+    leaves a recursive call unlinked."""
     if n <= 128:
-        r = a[lo : lo + 8].copy()
-        i = 8
-        while i < n - n % 8:
-            for j in range(8):
-                r[j] += a[lo + i + j]
-            i += 8
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        while i < n:
-            res += a[lo + i]
-            i += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return pairwise_sum(a, lo, n2) + pairwise_sum(a, lo + n2, n - n2)
+        return _block_sum(a, lo, n)
+    los, ns, stage = np.empty(64, np.int64), np.empty(64, np.int64), np.zeros(64, np.int64)
+    sums = np.empty(64)
+    los[0], ns[0], depth, n_sums = lo, n, 1, 0
+    while depth:
+        top = depth - 1
+        size = ns[top]
+        if size <= 128:
+            sums[n_sums] = _block_sum(a, los[top], size)
+            n_sums += 1
+            depth -= 1
+            continue
+        half = size // 2
+        half -= half % 8
+        if stage[top] == 2:
+            sums[n_sums - 2] += sums[n_sums - 1]
+            n_sums -= 1
+            depth -= 1
+            continue
+        if stage[top] == 0:
+            los[depth], ns[depth] = los[top], half
+        else:
+            los[depth], ns[depth] = los[top] + half, size - half
+        stage[top] += 1
+        stage[depth] = 0
+        depth += 1
+    return sums[0]
 
 
 @njit(cache=True)
