@@ -5,7 +5,7 @@ recent events) stacked in one column, each given lines by `_allocate` so that th
 the terminal and the events take what the others leave. From 160 columns the tables, health
 and events go left, and the equity chart and risk limits right. Tables keep only the columns
 the width shows in full, dropping the least useful first, so no header or value is cut
-(statusparts.py draws the sections, statusfmt.py formats the numbers).
+(statusparts.py and statustables.py draw the sections, statusfmt.py formats numbers).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from trader.daemon import statusparts as sp
+from trader.daemon import statustables as tables
 
 REFRESH_HZ = 2.0
 TWO_COLUMNS_FROM = 160  # columns; below, one column
@@ -131,11 +132,11 @@ def render(snapshot: dict[str, Any], width: int = 120,
 
 
 def _trading_sections(view: sp.View, width: int) -> list[Section]:
-    tables = {"positions": (sp.positions_table(view, width), 5),
-              "orders": (sp.orders_table(view, width), 5),
-              "products": (sp.products_table(view, width), 10)}
+    shown = {"positions": (tables.positions_table(view, width), 5),
+             "orders": (tables.orders_table(view, width), 5),
+             "products": (tables.products_table(view, width), 10)}
     sections = []
-    for name, (table, soft_rows) in tables.items():
+    for name, (table, soft_rows) in shown.items():
         least, wants = table.lines()
         sections.append(Section(name, least, min(wants, 3 + soft_rows), wants, table.draw))
     return sections
