@@ -5,7 +5,8 @@ equity as a bounded series, and the open positions and orders in detail.
 Orders, fills and signals come from the sinks the trading core and the signal book already
 have; the rest from a logging handler on the `trader` loggers, so that every line an operator
 would look for in the log (a denial, a reload, a reconnect) lands here without each component
-knowing about the view. Times are the daemon's wall clock (unix ns).
+knowing about the view (so `log.level = "warning"` leaves denials, reloads and reconnects
+out of it too). Times are the daemon's wall clock (unix ns).
 """
 
 from __future__ import annotations
