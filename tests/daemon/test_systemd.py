@@ -132,4 +132,4 @@ def test_unit_declares_what_the_daemon_relies_on():
                  "ProtectSystem=strict", "SystemCallFilter=@system-service", "MemoryMax=1G"):
         assert f"\n{line}\n" in text, line
     assert re.search(r"^WatchdogSec=\d+s$", text, re.M)
-    assert re.search(r"^LoadCredential=coinbase-key:", text, re.M)
+    assert re.search(r"^LoadCredential=coinbase_key.json:", text, re.M)  # auth.CREDENTIAL_NAME
