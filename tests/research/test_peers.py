@@ -169,7 +169,7 @@ def paths() -> list:
 
 
 @pytest.mark.parametrize("path", paths())
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.product}-{c.interval}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.product}-{c.interval}-{c.since[:10]}")
 def test_next_open_sma_cross_trades_equal_backtesting_py(case, path, tmp_path):
     theirs_closed, theirs_held = peer_trades(case)
     assert len(theirs_closed) >= 20, "too few trades for the comparison to mean much"
