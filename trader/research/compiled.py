@@ -89,7 +89,7 @@ def _layout(data: BarData, strategies: Sequence[LoadedStrategy], config: cfg.Con
             selector_k, min(config.selector.window_bars, cap), config.selector.top_n,
             METRICS[config.selector.metric], *_strategy_arrays(data, strategies, ivs, banks),
             *_indicator_arrays(data, banks, len(ivs)), _config_array(config, options),
-            _rules_array(data))
+            _rules_array(data, options))
 
 
 def _banks(strategies: Sequence[LoadedStrategy], ivs: list[int]) -> list[list[Indicator]]:
@@ -173,7 +173,9 @@ def _config_array(config: cfg.Config, options: BacktestOptions) -> np.ndarray:
     return c
 
 
-def _rules_array(data: BarData) -> np.ndarray:
+def _rules_array(data: BarData, options: BacktestOptions) -> np.ndarray:
+    """Increments, minimums, and the tick either side of a close the quotes have (none
+    under next-open, as the driver quotes)."""
     rules = np.zeros((len(data.products), bo.NRULE))
     for i, product_id in enumerate(data.products):
         rule = data.rules[product_id]
@@ -182,7 +184,7 @@ def _rules_array(data: BarData) -> np.ndarray:
         rules[i, bo.U_BASE_MIN] = float(rule.base_min_size)
         rules[i, bo.U_BASE_MAX] = float(rule.base_max_size)
         rules[i, bo.U_QUOTE_MIN] = float(rule.quote_min_size)
-        rules[i, bo.U_TICK] = float(rule.price_increment)
+        rules[i, bo.U_TICK] = 0.0 if options.fill == "next-open" else float(rule.price_increment)
     return rules
 
 
