@@ -13,11 +13,13 @@ then evaluated at those bars' closes).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import numpy as np
 from numba import typed, types
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from trader import config as cfg
 from trader.kernels import backtest as kb
@@ -47,7 +49,9 @@ def run_compiled(data: BarData, strategies: Sequence[LoadedStrategy], config: cf
     started = time.perf_counter()
     args = _layout(data, active, config, options)
     trades = typed.List.empty_list(types.float64[::1])
-    equity, exposure, signals, pos, _, acct = kb.run(*args, trades)  # type: ignore[call-arg]
+    with warnings.catch_warnings():  # numba calls a tuple of compiled functions experimental
+        warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+        equity, exposure, signals, pos, _, acct = kb.run(*args, trades)  # type: ignore[call-arg]
     run_s = time.perf_counter() - started
     if on_progress is not None:
         on_progress(len(data))

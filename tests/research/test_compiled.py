@@ -1,0 +1,151 @@
+"""The compiled path holds to the engine path: the same trades, signals and curves on real data.
+
+Three products (BTC-USD, ETH-USD, LTC-USD: two days of real 1-minute candles after a day of
+warm-up), the selector's top 2, every risk limit and exit rule on, short SMA periods for many
+trades; then another built-in strategy, next-open fills, risk off, and slow reprices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import REPO
+from trader import config as cfg
+from trader.research.compiled import run_compiled
+from trader.research.data import BarData, align, read_file
+from trader.research.driver import run_engine
+from trader.research.options import BacktestOptions
+from trader.research.result import BacktestResult
+from trader.signals.loader import LoadedStrategy, load_strategy
+
+DATA = REPO / "tests" / "data"
+PRODUCTS = ("BTC-USD", "ETH-USD", "LTC-USD")
+START_S = 1522800000  # 2018-04-04: all three products trade from here
+REL = 1e-9
+RISK = cfg.RiskConfig(
+    max_position_usd=1000.0, max_open_positions=2, max_exposure_usd=1500.0,
+    max_order_usd=1000.0, daily_loss_limit_usd=30.0, max_consecutive_losses=3,
+    cooldown_s=1800.0, stop_loss_pct=0.5, take_profit_pct=0.8, trailing_stop_pct=0.4,
+    max_hold_s=7200.0)
+CONFIG = cfg.Config(
+    selector=cfg.SelectorConfig(top_n=2, interval="5m", window_bars=12),
+    execution=cfg.ExecutionConfig(limit_timeout_s=20.0, max_reprices=2), risk=RISK)
+PARAMS = {"sma_cross": {"fast": 3, "slow": 8},
+          "ema_rsi": {"fast": 4, "slow": 9, "rsi_period": 6}}
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> Iterator[None]:
+    logging.disable(logging.WARNING)  # the engine logs every risk state change
+    yield
+    logging.disable(logging.NOTSET)
+
+
+@pytest.fixture(scope="module")
+def data() -> BarData:
+    series = {p: read_file(DATA / f"coinbase_{p}_1m.csv.gz").between(
+        START_S - 86_400, START_S + 2 * 86_400) for p in PRODUCTS}
+    return align(series, 60, START_S, None, 3600)
+
+
+def strategy(name: str, interval: str = "5m") -> LoadedStrategy:
+    section = cfg.StrategyConfig(interval=interval, params=MappingProxyType(PARAMS[name]))
+    loaded = load_strategy(REPO / "strategies" / f"{name}.py", name, section)
+    assert isinstance(loaded, LoadedStrategy), loaded
+    return loaded
+
+
+def both(data: BarData, strategies: list[LoadedStrategy], config: cfg.Config,
+         options: BacktestOptions) -> tuple[BacktestResult, BacktestResult]:
+    return (run_compiled(data, strategies, config, options),
+            run_engine(data, strategies, config, options))
+
+
+def close(a: float, b: float) -> bool:
+    return abs(a - b) <= REL * max(1.0, abs(b))
+
+
+def assert_same(compiled: BacktestResult, engine: BacktestResult) -> None:
+    assert compiled.signals == engine.signals
+    assert len(compiled.trades) == len(engine.trades)
+    for ours, theirs in zip(compiled.trades, engine.trades, strict=True):
+        assert (ours.product, ours.entry_time, ours.exit_time) == (
+            theirs.product, theirs.entry_time, theirs.exit_time), (ours, theirs)
+        assert theirs.exit_reason.split(":")[0] == ours.exit_reason, (ours, theirs)
+        for name in ("entry_price", "exit_price", "size", "pnl", "fees"):
+            assert close(getattr(ours, name), getattr(theirs, name)), (name, ours, theirs)
+    assert [(t.product, t.entry_time) for t in compiled.open_trades] == [
+        (t.product, t.entry_time) for t in engine.open_trades]
+    for ours, theirs in zip(compiled.open_trades, engine.open_trades, strict=True):
+        assert close(ours.entry_price, theirs.entry_price) and close(ours.size, theirs.size)
+    np.testing.assert_array_equal(compiled.times, engine.times)
+    np.testing.assert_allclose(compiled.equity, engine.equity, rtol=REL)
+    np.testing.assert_allclose(compiled.exposure, engine.exposure, rtol=REL, atol=1e-9)
+    assert close(compiled.fees_usd, engine.fees_usd)
+
+
+def test_sma_cross_with_the_selector_and_every_risk_limit(data: BarData) -> None:
+    compiled, engine = both(data, [strategy("sma_cross")], CONFIG, BacktestOptions())
+    assert_same(compiled, engine)
+    reasons = Counter(t.exit_reason for t in compiled.trades)
+    assert len(compiled.trades) >= 5 and len(reasons) >= 2, reasons
+    assert {t.product for t in compiled.trades} >= {"BTC-USD", "ETH-USD"}
+
+
+def test_ema_rsi(data: BarData) -> None:
+    assert_same(*both(data, [strategy("ema_rsi")], CONFIG, BacktestOptions()))
+
+
+@pytest.mark.parametrize("fill", ["live", "next-open"])
+def test_risk_off_spends_a_share_of_equity(data: BarData, fill: str) -> None:
+    options = BacktestOptions(fill=fill, risk_on=False, position_pct=40.0)
+    compiled, engine = both(data, [strategy("sma_cross")], CONFIG, options)
+    assert_same(compiled, engine)
+    assert len(compiled.trades) >= 30
+
+
+def test_next_open_with_risk_limits(data: BarData) -> None:
+    assert_same(*both(data, [strategy("sma_cross")], CONFIG, BacktestOptions(fill="next-open")))
+
+
+@pytest.mark.parametrize("fallback", ["market", "cancel"])
+def test_slow_reprices_and_their_fallback(data: BarData, fallback: str) -> None:
+    config = dataclasses.replace(CONFIG, execution=cfg.ExecutionConfig(
+        limit_timeout_s=130.0, max_reprices=1, fallback=fallback))
+    assert_same(*both(data, [strategy("sma_cross")], config, BacktestOptions()))
+
+
+def test_a_one_minute_strategy(data: BarData) -> None:
+    short = dataclasses.replace(data, bars=data.bars[:, :2000], time_s=data.time_s[:2000])
+    assert_same(*both(short, [strategy("sma_cross", "1m")], CONFIG, BacktestOptions()))
+
+
+def test_same_inputs_same_result(data: BarData) -> None:
+    first = run_compiled(data, [strategy("sma_cross")], CONFIG, BacktestOptions())
+    again = run_compiled(data, [strategy("sma_cross")], CONFIG, BacktestOptions())
+    assert first.trades == again.trades and first.signals == again.signals
+    np.testing.assert_array_equal(first.equity, again.equity)
+    np.testing.assert_array_equal(first.exposure, again.exposure)
+
+
+def _fields(result: BacktestResult) -> dict[str, Any]:
+    return {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+
+
+def test_the_result_is_the_contracts(data: BarData) -> None:
+    result = run_compiled(data, [strategy("sma_cross")], CONFIG, BacktestOptions())
+    fields = _fields(result)
+    assert fields["strategy"] == "sma_cross" and fields["interval"] == "5m"
+    assert fields["products"] == PRODUCTS and result.bars == len(data) - data.first_decided
+    assert result.start == START_S and result.timings["run_s"] > 0
+    assert all(s.time >= START_S for s in result.signals)
+    assert [t.exit_time for t in result.trades] == sorted(t.exit_time for t in result.trades)
+
