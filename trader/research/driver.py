@@ -89,8 +89,10 @@ class Backtest:
                              trading=self.trading)
         self.market.live_from_s = int(data.time_s[data.first_decided])
         # next-open fills every order at the next open: the touch only sizes it (no spread)
-        self.ticks = [0.0 if options.fill == "next-open" else float(data.rules[p].price_increment)
-                      for p in data.products]
+        increments = [data.rules[p].price_increment for p in data.products]
+        self.ticks = np.array([0.0 if options.fill == "next-open" else float(i)
+                               for i in increments])
+        self.tick_decimals = np.array([max(0, -int(i.as_tuple().exponent)) for i in increments])
 
     def run(self, on_progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Step every bar; the equity and exposure at each decided bar's close."""
@@ -124,12 +126,14 @@ class Backtest:
         bar_s = int(data.time_s[t])
         close_ns = (bar_s + data.base_s) * NS_PER_S
         self.clock.set(close_ns)
-        closes = data.bars[:, t, CLOSE].tolist()
-        for product_id, close, tick in zip(data.products, closes, self.ticks, strict=True):
-            if close == close:  # a touch one tick either side of the close
-                self.quotes.update(Quote(product_id, close, close - tick, close + tick, None,
-                                         None, 0.0, 0.0, 0.0, 0.0, close_ns))
-        self.execution.mark({p: c for p, c in zip(data.products, closes, strict=True)
+        closes = data.bars[:, t, CLOSE]
+        bids, asks = touch(closes, self.ticks, self.tick_decimals)
+        for i, product_id in enumerate(data.products):
+            close = float(closes[i])
+            if close == close:
+                self.quotes.update(Quote(product_id, close, float(bids[i]), float(asks[i]),
+                                         None, None, 0.0, 0.0, 0.0, 0.0, close_ns))
+        self.execution.mark({p: c for p, c in zip(data.products, closes.tolist(), strict=True)
                              if c == c})
         rows[:, ring.TIME] = bar_s
         rows[slots, ring.OPEN:] = data.bars[:, t, OPEN:VOLUME + 1]
@@ -148,6 +152,17 @@ class Backtest:
         if fill.side is Side.SELL and self.trading.registry.position(fill.product_id) is None:
             reason = self.execution.reasons.get(fill.client_order_id, "")
             self.exit_reasons[(fill.product_id, fill.time_ns)] = reason
+
+
+def touch(closes: np.ndarray, ticks: np.ndarray, decimals: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(bids, asks): one increment under and over each close, rounded to the increment's
+    decimals as numpy rounds (so the compiled path computes the very same floats)."""
+    bids, asks = np.empty_like(closes), np.empty_like(closes)
+    for i in range(len(closes)):
+        bids[i] = np.round(closes[i] - ticks[i], decimals[i])
+        asks[i] = np.round(closes[i] + ticks[i], decimals[i])
+    return bids, asks
 
 
 def run_engine(data: BarData, strategies: Sequence[LoadedStrategy], config: cfg.Config,
@@ -200,10 +215,11 @@ def _result(backtest: Backtest, strategies: Sequence[LoadedStrategy],
 
 
 def _trade(trade: ClosedTrade, reason: str) -> TradeRecord:
+    """A closed trade; the exit reason is its rule's name ("stop-loss", "strategy exit"...)."""
     return TradeRecord(trade.product_id, trade.opened_ns // NS_PER_S,
                        trade.closed_ns // NS_PER_S, float(trade.average_entry_price),
                        float(trade.average_exit_price), float(trade.size), float(trade.pnl),
-                       float(trade.fees), reason)
+                       float(trade.fees), reason.split(":", 1)[0])
 
 
 def _interval_name(interval_s: int) -> str:
