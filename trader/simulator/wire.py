@@ -59,7 +59,8 @@ def ticker_event(kind: str, product_id: str, price: float, tick: float,
         "type": "ticker", "product_id": product_id, "price": number(price),
         "volume_24_h": number(volume_24h), "low_24_h": number(price), "high_24_h": number(price),
         "low_52_w": number(price), "high_52_w": number(price), "price_percent_chg_24_h": "0",
-        "best_bid": number(price - tick), "best_ask": number(price + tick),
+        # one tick off the last price, in the tick's decimals (a float sum leaves noise)
+        "best_bid": number(round(price - tick, 10)), "best_ask": number(round(price + tick, 10)),
         "best_bid_quantity": "1", "best_ask_quantity": "1"}]}
 
 
