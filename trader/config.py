@@ -644,7 +644,7 @@ def render_reference() -> str:
                    "`<strategies_dir>/<name>.py` with these settings (`params`: its `PARAMS`; "
                    "unknown names are errors).", StrategyConfig))
     for title, note, cls in tables:
-        parts.append(f"\n### `{title}`\n\n{note}\n\n" if note else f"\n### `{title}`\n\n")
+        parts.append(f"\n#### `{title}`\n\n{note}\n\n" if note else f"\n#### `{title}`\n\n")
         parts.append("| key | default | values | unit | applies | what it sets |\n"
                      "|---|---|---|---|---|---|\n")
         parts.extend(_reference_row(f, getattr(cls(), f.name)) for f in fields(cls))
