@@ -31,6 +31,7 @@ and scaled by a per-product factor, so no two products move alike.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import tempfile
@@ -268,6 +269,7 @@ def many_products_figures(quick: bool) -> list[Figure]:
     from trader.research.compiled import run_compiled
     from trader.research.driver import run_engine
 
+    logging.getLogger("trader").setLevel(logging.ERROR)  # risk state lines, as the CLI does
     year = YEAR_5M // 10 if quick else YEAR_5M
     minutes_engine = ENGINE_MINUTES // 5 if quick else ENGINE_MINUTES
     config = products_config()
