@@ -24,7 +24,7 @@ from trader.daemon.events import trading_detail
 from trader.daemon.metrics import Metrics
 from trader.daemon.parts import build_parts
 from trader.daemon.reload import ConfigWatcher, ReloadResult, read_config
-from trader.daemon.status import StatusServer, read_rss_bytes
+from trader.daemon.status import ListenError, StatusServer, read_rss_bytes
 from trader.daemon.systemd import Notifier
 from trader.execution.live import LiveExecution
 from trader.ports import Component, Drains
@@ -125,6 +125,9 @@ class Daemon:
                     task.cancel()
         except ExceptionGroup as crash:
             first = crash.exceptions[0]
+            if isinstance(first, ListenError):  # a config value, not a bug: one line
+                logger.error("%s", first)
+                return EXIT_CONFIG
             logger.critical("crashed: %r", first, exc_info=first)
             return EXIT_CRASH
         finally:
