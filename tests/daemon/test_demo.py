@@ -46,12 +46,15 @@ def product_table(screen: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-def test_sighup_to_demo_stops_its_daemon_and_simulator(tmp_path):
+def test_sighup_to_demo_stops_its_daemon_and_simulator_and_removes_its_folder(tmp_path):
     demo, children = start_demo(tmp_path)
     try:
+        daemon = next(pid for pid, _ in children if "run" in cmdline(pid))
+        workdir = Path(os.readlink(f"/proc/{daemon}/cwd"))
         demo.send_signal(signal.SIGHUP)
         wait_for(lambda: not any(alive(child) for child in children), timeout_s=5)
         assert demo.wait(timeout=5) == 128 + signal.SIGHUP, (tmp_path / "demo.err").read_text()
+        assert not workdir.exists()
     finally:
         end(demo, children)
 

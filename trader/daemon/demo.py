@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,18 @@ def run_demo(duration_s: float | None) -> int:
         for proc in children.procs:
             if proc.stdout:
                 proc.stdout.close()
+        _clean_up(workdir, children.procs)
+
+
+def _clean_up(workdir: Path, procs: list[subprocess.Popen[Any]]) -> None:
+    """Remove the demo's folder, unless its daemon failed: then its log is kept and named."""
+    daemon = procs[1] if len(procs) > 1 else None
+    if daemon is not None and daemon.returncode not in (0, None, -signal.SIGTERM,
+                                                        -signal.SIGKILL):
+        print(f"demo: the daemon exited with {daemon.returncode}; its log is "
+              f"{workdir / 'daemon.log'}", file=sys.stderr)
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Children:
