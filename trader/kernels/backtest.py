@@ -93,17 +93,18 @@ def pairwise_sum(a, lo, n):
 
 
 @njit(cache=True)
-def selector_score(buf, start, n, metric, work):
-    """market/selector.py `scores` of one product's rows buf[start:start + n]."""
+def selector_score(buf, k, p, start, n, metric, work):
+    """market/selector.py `scores` of product p's rows buf[k, p, start:start + n]."""
     if metric == QUOTE_VOLUME:
         for i in range(n):
-            work[i] = buf[start + i, CLOSE] * buf[start + i, VOLUME]
+            work[i] = buf[k, p, start + i, CLOSE] * buf[k, p, start + i, VOLUME]
         return pairwise_sum(work, 0, n)
     if metric == ABS_RETURN:
-        return abs(buf[start + n - 1, CLOSE] / buf[start, CLOSE] - 1.0)
+        return abs(buf[k, p, start + n - 1, CLOSE] / buf[k, p, start, CLOSE] - 1.0)
     m = n - 1
     for i in range(m):
-        work[i] = math.log(buf[start + i + 1, CLOSE]) - math.log(buf[start + i, CLOSE])
+        work[i] = (math.log(buf[k, p, start + i + 1, CLOSE])
+                   - math.log(buf[k, p, start + i, CLOSE]))
     mean = pairwise_sum(work, 0, m) / m
     for i in range(m):
         d = work[i] - mean
@@ -111,21 +112,23 @@ def selector_score(buf, start, n, metric, work):
     return math.sqrt(pairwise_sum(work, 0, m) / (m - 1))
 
 
-@njit(cache=True)
-def refresh_top(buf, head, count, n, top_n, metric, top, work):
-    """Selector.refresh then mask: top[p] for the top_n best scores over full windows."""
-    products = buf.shape[0]
-    cap = buf.shape[1] // 2
-    start = head + cap - n
+@njit(cache=True, inline="always")
+def refresh_top(buf, head, count, k, n, top_n, metric, top, work):
+    """Selector.refresh then mask, on window k: top[p] for the top_n best scores over full
+    windows (views of the arrays are avoided here and below: each costs two atomic reference
+    counts, which were most of a bar's time)."""
+    products = buf.shape[1]
+    cap = buf.shape[2] // 2
+    start = head[k] + cap - n
     top[:] = False
     if products <= top_n:  # every product with a full window is in the top N
         for p in range(products):
-            top[p] = count[p] >= n
+            top[p] = count[k, p] >= n
         return
     values = np.full(products, -np.inf)
     for p in range(products):
-        if count[p] >= n:
-            v = selector_score(buf[p], start, n, metric, work)
+        if count[k, p] >= n:
+            v = selector_score(buf, k, p, start, n, metric, work)
             if np.isfinite(v):
                 values[p] = v
     order = np.argsort(-values, kind="mergesort")  # stable, as the selector's argsort
@@ -137,7 +140,7 @@ def refresh_top(buf, head, count, n, top_n, metric, top, work):
         taken += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def push(buf, head, count, k, rows):
     """ring.push_all into window k."""
     cap = buf.shape[2] // 2
@@ -153,35 +156,36 @@ def push(buf, head, count, k, rows):
     head[k] = 0 if h + 1 == cap else h + 1
 
 
-@njit(cache=True)
-def fold(agg, meta, bars, t, time_s, base_s, interval_s):
+@njit(cache=True, inline="always")
+def fold(agg, meta, k, bars, t, time_s, base_s, interval_s):
     """candles.fold_interval of base bar t into one interval: 1 when a complete bar closed
     (in agg), -1 when a partial one did (dropped), 0 while the interval runs."""
     ts = time_s[t]
-    if meta[0] < 0:
-        meta[0], meta[1] = ts - ts % interval_s, 0
-        agg[:, :] = np.nan
-        agg[:, TIME] = float(meta[0])
-        agg[:, VOLUME] = 0.0
-    for p in range(agg.shape[0]):
+    if meta[k, 0] < 0:
+        meta[k, 0], meta[k, 1] = ts - ts % interval_s, 0
+        for p in range(agg.shape[1]):
+            agg[k, p, OPEN] = agg[k, p, HIGH] = agg[k, p, LOW] = agg[k, p, CLOSE] = np.nan
+            agg[k, p, TIME], agg[k, p, VOLUME] = float(meta[k, 0]), 0.0
+    for p in range(agg.shape[1]):
         close = bars[p, t, 3]
         if math.isnan(close):
             continue
-        if math.isnan(agg[p, CLOSE]):
-            agg[p, OPEN], agg[p, HIGH], agg[p, LOW] = bars[p, t, 0], bars[p, t, 1], bars[p, t, 2]
+        if math.isnan(agg[k, p, CLOSE]):
+            agg[k, p, OPEN], agg[k, p, HIGH] = bars[p, t, 0], bars[p, t, 1]
+            agg[k, p, LOW] = bars[p, t, 2]
         else:
-            agg[p, HIGH] = max(agg[p, HIGH], bars[p, t, 1])
-            agg[p, LOW] = min(agg[p, LOW], bars[p, t, 2])
-        agg[p, CLOSE] = close
-        agg[p, VOLUME] += bars[p, t, 4]
-    meta[1] += 1
+            agg[k, p, HIGH] = max(agg[k, p, HIGH], bars[p, t, 1])
+            agg[k, p, LOW] = min(agg[k, p, LOW], bars[p, t, 2])
+        agg[k, p, CLOSE] = close
+        agg[k, p, VOLUME] += bars[p, t, 4]
+    meta[k, 1] += 1
     if (ts + base_s) % interval_s != 0:
         return 0
-    meta[0] = -1
-    return 1 if meta[1] * base_s == interval_s else -1
+    meta[k, 0] = -1
+    return 1 if meta[k, 1] * base_s == interval_s else -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def decide_interval(k, buf, head, count, now, prev, top, use_top, held, st_iv, decides,
                     st_nbars, st_warm, st_cols, st_pinned, st_has_products,
                     now_bufs, prev_bufs, bar_bufs, params, out):
@@ -193,8 +197,8 @@ def decide_interval(k, buf, head, count, now, prev, top, use_top, held, st_iv, d
     for s in range(st_iv.shape[0]):
         if st_iv[s] != k:
             continue
-        nb, cols = st_nbars[s], st_cols[s]
-        nowb, prevb, bars = now_bufs[s], prev_bufs[s], bar_bufs[s]
+        nb = st_nbars[s]
+        nowb, prevb, bars, p_s = now_bufs[s], prev_bufs[s], bar_bufs[s], params[s]
         start = head[k] + cap - nb
         for p in range(count.shape[1]):
             if st_has_products[s]:
@@ -204,11 +208,12 @@ def decide_interval(k, buf, head, count, now, prev, top, use_top, held, st_iv, d
             if not allowed or count[k, p] < st_warm[s]:
                 continue
             for j in range(nowb.shape[0]):
-                nowb[j], prevb[j] = now[p, cols[j]], prev[p, cols[j]]
+                col = st_cols[s, j]
+                nowb[j], prevb[j] = now[k, p, col], prev[k, p, col]
             for r in range(nb):
                 for f in range(FIELDS):
                     bars[r, f] = buf[k, p, start + r, f]
-            score, action, stop, tp = decides[s](nowb, prevb, bars, params[s])
+            score, action, stop, tp = decides[s](nowb, prevb, bars, p_s)
             if action != ENTER_LONG and action != EXIT:
                 action = HOLD
             if action == HOLD:
@@ -220,14 +225,14 @@ def decide_interval(k, buf, head, count, now, prev, top, use_top, held, st_iv, d
     return n_out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states, fresh, now, prev,
                     which):
     """IndicatorBank.on_bar_close for interval k: prev takes now, each indicator steps."""
-    prev[:, :] = now
+    prev[k, :, :] = now[k]
     for i in range(ind_iv.shape[0]):
         if ind_iv[i] == k:
-            step_rows(ind_kind[i], states[i], fresh[i], rows, which, now, ind_col[i],
+            step_rows(ind_kind[i], states[i], fresh[i], rows, which, now[k], ind_col[i],
                       ind_width[i])
 
 
@@ -274,6 +279,13 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
     decided = np.empty((n_s * n_p, 6))
     pos, ordr, acct, errs, evq = bo.new_state(n_p, cfg)
     fill_p = np.empty(n_p, np.int64)
+    scratch = np.empty(n_p, np.int64)
+    iv_banked = np.zeros(n_i, np.bool_)  # intervals with indicators, with strategies
+    iv_decided = np.zeros(n_i, np.bool_)
+    for i in range(ind_iv.shape[0]):
+        iv_banked[ind_iv[i]] = True
+    for s in range(n_s):
+        iv_decided[st_iv[s]] = True
     fill_x = np.empty((n_p, 2))
     n_out = max(0, n_t - first)
     equity = np.empty(n_out)
@@ -286,9 +298,15 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
     for t in range(n_t):
         ts = float(time_s[t])
         # 1. fills inside bar t
+        # the helpers take many arrays: each call costs two atomic reference counts per array,
+        # so they are called only when there is something for them to do
+        n_open = 0
+        for p in range(n_p):
+            if ordr[p, bo.O_STATE] == bo.OPEN:
+                n_open += 1
         n_fill = 0
-        if t >= first:
-            n_fill = bo.bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x)
+        if t >= first and n_open:
+            n_fill = bo.bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x, scratch)
         for i in range(n_fill):
             bo.apply_fill(pos, ordr, acct, cfg, evq, trades, fill_p[i], fill_x[i, 0],
                           fill_x[i, 1], ts, ts)
@@ -300,31 +318,39 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
         now = ts + base_s
         for k in range(n_i):
             if k == 0:
-                for p in range(n_p):
-                    rows[p, TIME] = ts
-                    for f in range(5):
-                        rows[p, 1 + f] = bars[p, t, f]
+                bar_open = ts
+                if iv_used[0]:
+                    for p in range(n_p):
+                        rows[p, TIME] = ts
+                        for f in range(5):
+                            rows[p, 1 + f] = bars[p, t, f]
             elif not iv_used[k]:
                 continue
             else:
-                done = fold(agg[k], meta[k], bars, t, time_s, base_s, ivs[k])
+                done = fold(agg, meta, k, bars, t, time_s, base_s, ivs[k])
                 if done <= 0:
                     continue
-                rows[:, :] = agg[k]
+                for p in range(n_p):
+                    for f in range(FIELDS):
+                        rows[p, f] = agg[k, p, f]
+                bar_open = agg[k, 0, TIME]
+            any_held = False
             for p in range(n_p):
                 held[p] = pos[p, bo.P_HELD] != 0.0
+                any_held = any_held or held[p]
             n_dec = 0
             if iv_used[k]:
                 push(buf, head, count, k, rows)
                 if k == sel_k:
-                    refresh_top(buf[k], head[k], count[k], sel_n, top_n, metric, top, work)
-                step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states, fresh,
-                                now_all[k], prev_all[k], which)
-                n_dec = decide_interval(k, buf, head, count, now_all[k], prev_all[k], top,
-                                        sel_k >= 0, held, st_iv, decides, st_nbars, st_warm,
-                                        st_cols, st_pinned, st_has_products, now_bufs,
-                                        prev_bufs, bar_bufs, params, decided)
-            bar_open = rows[0, TIME]
+                    refresh_top(buf, head, count, k, sel_n, top_n, metric, top, work)
+                if iv_banked[k]:
+                    step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states,
+                                    fresh, now_all, prev_all, which)
+                if iv_decided[k]:
+                    n_dec = decide_interval(k, buf, head, count, now_all, prev_all, top,
+                                            sel_k >= 0, held, st_iv, decides, st_nbars,
+                                            st_warm, st_cols, st_pinned, st_has_products,
+                                            now_bufs, prev_bufs, bar_bufs, params, decided)
             for i in range(n_dec):
                 if n_sig == signals.shape[0]:
                     signals = _grown(signals)
@@ -334,8 +360,8 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                 n_sig += 1
             if bar_open < live_from:
                 continue  # history: decided, never traded
-            if k == 0 and held.any():
-                bo.on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
+            if k == 0 and any_held:
+                bo.on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now, scratch)
             for i in range(n_dec):
                 p = int(decided[i, 0])
                 if decided[i, 1] == ENTER_LONG:
@@ -347,14 +373,24 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
         if evq[0, 0]:
             bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
         # 3. the tick: reprices
-        bo.on_tick(ordr, cfg, evq, now)
+        due = False
+        for p in range(n_p):
+            due = due or (ordr[p, bo.O_STATE] == bo.OPEN
+                          and now - ordr[p, bo.O_SENT] >= cfg[bo.C_TIMEOUT])
+        if due:
+            bo.on_tick(ordr, cfg, evq, now, scratch)
         if evq[0, 0]:
             bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
         if t >= first:
             held_value = 0.0
+            exposed = 0.0
             for p in range(n_p):
                 if pos[p, bo.P_HELD]:
                     held_value += pos[p, bo.P_SIZE] * closes[p]
+                    mark = pos[p, bo.P_MARK]
+                    exposed += pos[p, bo.P_COST] if math.isnan(mark) else mark * pos[p, bo.P_SIZE]
+                if ordr[p, bo.O_STATE] != bo.NONE and ordr[p, bo.O_KIND] == bo.ENTRY:
+                    exposed += bo.unfilled_notional(pos, ordr, p)
             equity[t - first] = acct[bo.A_CASH] + held_value
-            exposure[t - first] = bo.exposure(pos, ordr)
+            exposure[t - first] = exposed
     return equity, exposure, signals[:n_sig].copy(), pos, ordr, acct

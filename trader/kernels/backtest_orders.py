@@ -109,7 +109,7 @@ def new_state(n_products, cfg):
 
 # ---- the registry's views ------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def net_pnl(pos, acct):
     """Registry.pnl().net: realized + unrealized (held at the mark; 0 unmarked) - fees."""
     total = acct[A_REALIZED] - acct[A_FEES]
@@ -129,7 +129,7 @@ def open_count(pos, ordr):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exposure(pos, ordr):
     """Held at the mark (else at cost) plus the unfilled notional of working entries."""
     total = 0.0
@@ -138,16 +138,22 @@ def exposure(pos, ordr):
             mark = pos[p, P_MARK]
             total += pos[p, P_COST] if math.isnan(mark) else mark * pos[p, P_SIZE]
         if ordr[p, O_STATE] != NONE and ordr[p, O_KIND] == ENTRY:
-            price = ordr[p, O_PRICE]
-            if ordr[p, O_MARKET]:
-                price = 0.0 if math.isnan(pos[p, P_MARK]) else pos[p, P_MARK]
-            total += ordr[p, O_SIZE] * price
+            total += unfilled_notional(pos, ordr, p)
     return total
+
+
+@njit(cache=True, inline="always")
+def unfilled_notional(pos, ordr, p):
+    """Registry._unfilled_notional of p's entry: at its limit (a market one at the mark)."""
+    price = ordr[p, O_PRICE]
+    if ordr[p, O_MARKET]:
+        price = 0.0 if math.isnan(pos[p, P_MARK]) else pos[p, P_MARK]
+    return ordr[p, O_SIZE] * price
 
 
 # ---- risk -----------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def risk_update(pos, acct, cfg, now):
     """RiskManager.update at `now`: the daily loss first (a new UTC day takes its start),
     then the state in the order kill switch, breaker, daily loss, cooldown."""
@@ -201,7 +207,7 @@ def record_error(pos, acct, cfg, errs, now):
     risk_update(pos, acct, cfg, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def follow_risk(ordr, acct, evq):
     """Trading._follow_risk: on a change of (state, reason) to HALTED, cancel every order."""
     seen = (acct[A_STATE], acct[A_CODE], acct[A_RVAL])
@@ -214,19 +220,40 @@ def follow_risk(ordr, acct, evq):
 
 @njit(cache=True)
 def cancel_all(ordr, evq):
-    """Trading.cancel_all: every working order is cancelled and no longer followed."""
-    for p in _by_seq(ordr):
-        if not ordr[p, O_CANCELLING]:
+    """Trading.cancel_all: every working order is cancelled and no longer followed (in
+    product order: cancels only release holds, in any order the same)."""
+    for p in range(ordr.shape[0]):
+        if ordr[p, O_STATE] != NONE and not ordr[p, O_CANCELLING]:
             ordr[p, O_FOLLOWED] = 0.0
             ordr[p, O_CANCELLING] = 1.0
             push_event(evq, EV_CANCEL, p)
 
 
-@njit(cache=True)
-def _by_seq(ordr):
-    """Products with a working order, in the order the orders were sent."""
-    live = np.flatnonzero(ordr[:, O_STATE] != NONE)
-    return live[np.argsort(ordr[live, O_SEQ], kind="mergesort")]
+@njit(cache=True, inline="always")
+def _sort_by(table, col, out, n):
+    """Sort the products out[:n] by table[product, col] (distinct), in place: insertion (few;
+    no view of the column: each would cost two atomic reference counts)."""
+    for i in range(1, n):
+        p = out[i]
+        j = i - 1
+        while j >= 0 and table[out[j], col] > table[p, col]:
+            out[j + 1] = out[j]
+            j -= 1
+        out[j + 1] = p
+
+
+@njit(cache=True, inline="always")
+def by_seq(ordr, state, out):
+    """Products whose order is in `state`, in the order the orders were sent, into out;
+    returns how many."""
+    n = 0
+    for p in range(ordr.shape[0]):
+        if ordr[p, O_STATE] == state:
+            out[n] = p
+            n += 1
+    if n > 1:
+        _sort_by(ordr, O_SEQ, out, n)
+    return n
 
 
 @njit(cache=True)
@@ -254,7 +281,7 @@ def entry_notional(acct, cfg, pos, closes, price, stop):
     return min(size * price, cap)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def equity(acct, pos, closes):
     """The execution's equity: USD plus every holding at its last close."""
     total = acct[A_CASH]
@@ -326,18 +353,18 @@ def exit_position(pos, ordr, acct, evq, rules, closes, p, reason, urgent, now):
 @njit(cache=True)
 def send(ordr, acct, evq, p, kind, market, price, size, attempt, strat, reason, stop, tp, now):
     """Trading._send: the order is recorded (PENDING) and its acceptance deferred."""
-    o = ordr[p]
-    o[:] = 0.0
-    o[O_STATE], o[O_KIND], o[O_MARKET], o[O_PRICE], o[O_SIZE] = PENDING, kind, market, price, size
-    o[O_ATTEMPT], o[O_SENT], o[O_SEQ], o[O_STRAT] = attempt, now, acct[A_SEQ], strat
-    o[O_REASON], o[O_STOP], o[O_TP], o[O_FOLLOWED] = reason, stop, tp, 1.0
+    ordr[p, :] = 0.0
+    ordr[p, O_STATE], ordr[p, O_KIND], ordr[p, O_MARKET] = PENDING, kind, market
+    ordr[p, O_PRICE], ordr[p, O_SIZE], ordr[p, O_ATTEMPT] = price, size, attempt
+    ordr[p, O_SENT], ordr[p, O_SEQ], ordr[p, O_STRAT] = now, acct[A_SEQ], strat
+    ordr[p, O_REASON], ordr[p, O_STOP], ordr[p, O_TP], ordr[p, O_FOLLOWED] = reason, stop, tp, 1.0
     acct[A_SEQ] += 1.0
     push_event(evq, EV_ACCEPT, p)
 
 
 # ---- protective exits and reprices ----------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exit_reason(pos, cfg, p, price, now):
     """RiskManager.exit_reason without the strategy: -1 for none."""
     stop = pos[p, P_STOP]
@@ -360,11 +387,17 @@ def exit_reason(pos, cfg, p, price, now):
 
 
 @njit(cache=True)
-def on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now):
+def on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now, scratch):
     """Trading.on_prices: mark what is held at the closes, take the protective exits."""
-    held = np.flatnonzero(pos[:, P_HELD] != 0.0)
-    held = held[np.argsort(pos[held, P_BOOK], kind="mergesort")]  # the registry's order
-    for p in held:
+    n = 0
+    for p in range(pos.shape[0]):
+        if pos[p, P_HELD]:
+            scratch[n] = p
+            n += 1
+    if n > 1:
+        _sort_by(pos, P_BOOK, scratch, n)  # the registry's order
+    for i in range(n):
+        p = scratch[i]
         price = closes[p]
         if math.isnan(price):
             continue
@@ -379,39 +412,39 @@ def on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now):
 
 
 @njit(cache=True)
-def on_tick(ordr, cfg, evq, now):
+def on_tick(ordr, cfg, evq, now, scratch):
     """Trading.on_tick: cancel limit orders resting past the timeout (to reprice or fall back)."""
-    for p in _by_seq(ordr):
-        o = ordr[p]
-        if (o[O_STATE] != OPEN or not o[O_FOLLOWED] or o[O_REPRICING] or o[O_MARKET]
-                or now - o[O_SENT] < cfg[C_TIMEOUT]):
+    for i in range(by_seq(ordr, OPEN, scratch)):
+        p = scratch[i]
+        if (not ordr[p, O_FOLLOWED] or ordr[p, O_REPRICING] or ordr[p, O_MARKET]
+                or now - ordr[p, O_SENT] < cfg[C_TIMEOUT]):
             continue
-        o[O_REPRICING] = 1.0
-        o[O_FALLBACK] = 1.0 if o[O_ATTEMPT] >= cfg[C_MAX_REPRICES] else 0.0
-        o[O_CANCELLING] = 1.0
+        ordr[p, O_REPRICING] = 1.0
+        ordr[p, O_FALLBACK] = 1.0 if ordr[p, O_ATTEMPT] >= cfg[C_MAX_REPRICES] else 0.0
+        ordr[p, O_CANCELLING] = 1.0
         push_event(evq, EV_CANCEL, p)
 
 
 @njit(cache=True)
 def _resend(pos, ordr, acct, cfg, rules, evq, closes, p, market, now):
     """Trading._resend of a cancelled order's rest: at the new touch, or at market."""
-    o = ordr[p].copy()
     ordr[p, O_STATE] = NONE
-    if o[O_KIND] == ENTRY:
+    if ordr[p, O_KIND] == ENTRY:
         state = risk_update(pos, acct, cfg, now)
         follow_risk(ordr, acct, evq)
         if state != ACTIVE:
             return
     if market:
         price = closes[p]
-    elif o[O_KIND] == ENTRY:
+    elif ordr[p, O_KIND] == ENTRY:
         price = floor_to(closes[p] - rules[p, U_TICK], rules[p, U_PRICE_SCALE])
     else:
         price = ceil_to(closes[p] + rules[p, U_TICK], rules[p, U_PRICE_SCALE])
-    if price <= 0.0 or not _size_ok(rules, p, o[O_SIZE], price):
+    if price <= 0.0 or not _size_ok(rules, p, ordr[p, O_SIZE], price):
         return
-    send(ordr, acct, evq, p, o[O_KIND], market, price, o[O_SIZE], o[O_ATTEMPT] + 1,
-         o[O_STRAT], o[O_REASON], o[O_STOP], o[O_TP], now)
+    send(ordr, acct, evq, p, ordr[p, O_KIND], market, price, ordr[p, O_SIZE],
+         ordr[p, O_ATTEMPT] + 1, ordr[p, O_STRAT], ordr[p, O_REASON], ordr[p, O_STOP],
+         ordr[p, O_TP], now)
 
 
 # ---- the execution: acceptance, cancels, bar fills -----------------------------------------
@@ -434,99 +467,98 @@ def drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now):
 def _accept(pos, ordr, acct, cfg, rules, errs, evq, closes, p, now):
     """The bar execution's accept: funds checked and held; a market order (every order
     under next-open) waits for the next open, a limit order rests."""
-    o = ordr[p]
-    if o[O_STATE] != PENDING:
+    if ordr[p, O_STATE] != PENDING:
         return
-    at_open = o[O_MARKET] != 0.0 or cfg[C_NEXT_OPEN] != 0.0
-    if o[O_KIND] == ENTRY:  # a buy needs its cost and the taker fee in free USD
-        price = closes[p] + rules[p, U_TICK] if at_open else o[O_PRICE]  # the ask, or limit
-        needed = o[O_SIZE] * price * (1.0 + cfg[C_TAKER])
+    at_open = ordr[p, O_MARKET] != 0.0 or cfg[C_NEXT_OPEN] != 0.0
+    if ordr[p, O_KIND] == ENTRY:  # a buy needs its cost and the taker fee in free USD
+        price = closes[p] + rules[p, U_TICK] if at_open else ordr[p, O_PRICE]  # the ask, or limit
+        needed = ordr[p, O_SIZE] * price * (1.0 + cfg[C_TAKER])
         if needed > (acct[A_CASH] - acct[A_HOLDS]) * (1.0 + SLACK):
-            o[O_STATE] = NONE  # INSUFFICIENT_FUND
+            ordr[p, O_STATE] = NONE  # INSUFFICIENT_FUND
             acct[A_REJECTED] += 1.0
             record_error(pos, acct, cfg, errs, now)
             follow_risk(ordr, acct, evq)
             return
-        o[O_HOLD] = needed
+        ordr[p, O_HOLD] = needed
         acct[A_HOLDS] += needed
     if not at_open and pos[p, P_REST] < 0:  # the execution's resting books, first come
         pos[p, P_REST] = acct[A_RESTS]
         acct[A_RESTS] += 1.0
-    o[O_AT_OPEN] = 1.0 if at_open else 0.0
-    o[O_STATE] = OPEN
+    ordr[p, O_AT_OPEN] = 1.0 if at_open else 0.0
+    ordr[p, O_STATE] = OPEN
 
 
 @njit(cache=True)
 def _cancel(pos, ordr, acct, cfg, rules, evq, closes, p, now):
-    o = ordr[p]
-    if o[O_STATE] == NONE:
+    if ordr[p, O_STATE] == NONE:
         return
-    acct[A_HOLDS] -= o[O_HOLD]
-    o[O_HOLD] = 0.0
-    if not (o[O_FOLLOWED] and o[O_REPRICING]):
-        o[O_STATE] = NONE
+    acct[A_HOLDS] -= ordr[p, O_HOLD]
+    ordr[p, O_HOLD] = 0.0
+    if not (ordr[p, O_FOLLOWED] and ordr[p, O_REPRICING]):
+        ordr[p, O_STATE] = NONE
         return
-    if o[O_FALLBACK] and not cfg[C_FALLBACK_MARKET]:
-        o[O_STATE] = NONE  # gave up
+    if ordr[p, O_FALLBACK] and not cfg[C_FALLBACK_MARKET]:
+        ordr[p, O_STATE] = NONE  # gave up
         return
-    _resend(pos, ordr, acct, cfg, rules, evq, closes, p, o[O_FALLBACK] != 0.0, now)
+    _resend(pos, ordr, acct, cfg, rules, evq, closes, p, ordr[p, O_FALLBACK] != 0.0, now)
 
 
 @njit(cache=True)
-def bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x):
+def bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x, scratch):
     """The execution's side of the fills inside bar t: which orders fill, at what price, and
     the cash they move. Returns how many; fill_p[k] is the product, fill_x[k] (price, fee)."""
     n = 0
     slip = cfg[C_SLIP]
-    for p in _by_seq(ordr):  # orders waiting for the open, in send order
-        o = ordr[p]
-        if o[O_STATE] != OPEN or not o[O_AT_OPEN] or math.isnan(bars[p, t, 0]):
+    n_open = by_seq(ordr, OPEN, scratch)
+    if n_open == 0:
+        return 0
+    for i in range(n_open):  # orders waiting for the open, in send order
+        p = scratch[i]
+        if ordr[p, O_AT_OPEN] != 1.0 or math.isnan(bars[p, t, 0]):
             continue
-        buy = o[O_KIND] == ENTRY
+        buy = ordr[p, O_KIND] == ENTRY
         price = bars[p, t, 0] * (1.0 + slip if buy else 1.0 - slip)
         n = _filled(ordr, acct, p, price, cfg[C_TAKER], buy, fill_p, fill_x, n)
-    for p in _by_rest(pos, ordr):  # resting limits, by the execution's books
-        o = ordr[p]
-        buy = o[O_KIND] == ENTRY
-        if (bars[p, t, 2] < o[O_PRICE]) if buy else (bars[p, t, 1] > o[O_PRICE]):
-            n = _filled(ordr, acct, p, o[O_PRICE], cfg[C_MAKER], buy, fill_p, fill_x, n)
+    n_rest = 0
+    for p in range(ordr.shape[0]):  # resting limits, by the execution's books
+        if ordr[p, O_STATE] == OPEN and ordr[p, O_AT_OPEN] == 0.0:
+            scratch[n_rest] = p
+            n_rest += 1
+    if n_rest > 1:
+        _sort_by(pos, P_REST, scratch, n_rest)
+    for i in range(n_rest):
+        p = scratch[i]
+        buy = ordr[p, O_KIND] == ENTRY
+        if (bars[p, t, 2] < ordr[p, O_PRICE]) if buy else (bars[p, t, 1] > ordr[p, O_PRICE]):
+            n = _filled(ordr, acct, p, ordr[p, O_PRICE], cfg[C_MAKER], buy, fill_p, fill_x, n)
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _filled(ordr, acct, p, price, rate, buy, fill_p, fill_x, n):
-    o = ordr[p]
-    value = price * o[O_SIZE]
+    value = price * ordr[p, O_SIZE]
     fee = value * rate
-    acct[A_HOLDS] -= o[O_HOLD]
-    o[O_HOLD] = 0.0
-    o[O_AT_OPEN] = -1.0  # filled: the trading core hears of it after the bar's fills
+    acct[A_HOLDS] -= ordr[p, O_HOLD]
+    ordr[p, O_HOLD] = 0.0
+    ordr[p, O_AT_OPEN] = -1.0  # filled: the trading core hears of it after the bar's fills
     acct[A_CASH] += -(value + fee) if buy else value - fee
     fill_p[n], fill_x[n, 0], fill_x[n, 1] = p, price, fee
     return n + 1
 
 
 @njit(cache=True)
-def _by_rest(pos, ordr):
-    """Products with a resting limit order, in the order of the execution's books."""
-    live = np.flatnonzero((ordr[:, O_STATE] == OPEN) & (ordr[:, O_AT_OPEN] == 0.0))
-    return live[np.argsort(pos[live, P_REST], kind="mergesort")]
-
-
-@njit(cache=True)
 def apply_fill(pos, ordr, acct, cfg, evq, trades, p, price, fee, t_s, now):
     """Trading.on_fill then the FILLED update: the registry's position, a closed trade, risk."""
-    o = ordr[p]
-    size = o[O_SIZE]
+    size = ordr[p, O_SIZE]
     acct[A_FEES] += fee
-    if o[O_KIND] == ENTRY:
+    if ordr[p, O_KIND] == ENTRY:
         if pos[p, P_BOOK] < 0:
             pos[p, P_BOOK] = acct[A_BOOKS]
             acct[A_BOOKS] += 1.0
         pos[p, P_HELD], pos[p, P_SIZE], pos[p, P_COST], pos[p, P_FEE] = 1.0, size, price * size, fee
-        pos[p, P_OPENED], pos[p, P_PEAK], pos[p, P_STOP], pos[p, P_TP] = t_s, price, o[O_STOP], o[
-            O_TP]
-        pos[p, P_STRAT], pos[p, P_ENTRY_TIME], pos[p, P_ENTRY_PRICE] = o[O_STRAT], t_s, price
+        pos[p, P_OPENED], pos[p, P_PEAK] = t_s, price
+        pos[p, P_STOP], pos[p, P_TP] = ordr[p, O_STOP], ordr[p, O_TP]
+        pos[p, P_STRAT], pos[p, P_ENTRY_TIME], pos[p, P_ENTRY_PRICE] = ordr[p, O_STRAT], t_s, price
     else:
         realized = price * size - pos[p, P_COST]
         fees = pos[p, P_FEE] + fee
@@ -535,9 +567,9 @@ def apply_fill(pos, ordr, acct, cfg, evq, trades, p, price, fee, t_s, now):
         row = np.empty(NTRADE)
         row[T_PRODUCT], row[T_ENTRY_TIME], row[T_EXIT_TIME] = p, pos[p, P_ENTRY_TIME], t_s
         row[T_ENTRY_PRICE], row[T_EXIT_PRICE], row[T_SIZE] = pos[p, P_ENTRY_PRICE], price, size
-        row[T_PNL], row[T_FEES], row[T_REASON] = realized - fees, fees, o[O_REASON]
+        row[T_PNL], row[T_FEES], row[T_REASON] = realized - fees, fees, ordr[p, O_REASON]
         row[T_STRAT] = pos[p, P_STRAT]
         trades.append(row)
         record_trade(pos, acct, cfg, realized - fees, now)
     follow_risk(ordr, acct, evq)
-    o[O_STATE] = NONE  # FILLED: terminal, no longer followed
+    ordr[p, O_STATE] = NONE  # FILLED: terminal, no longer followed
