@@ -53,8 +53,8 @@ C_RISK_FRAC, C_STOP_PCT, C_TP_PCT, C_TRAIL_PCT, C_MAX_HOLD, C_BRK_ERRS = range(1
 C_BRK_WIN, C_BRK_HALT, C_TIMEOUT, C_MAX_REPRICES, C_FALLBACK_MARKET, C_CASH0 = range(20, 26)
 NCFG = 26
 # product rules: increments as scales (1 / increment: a power of ten) and the minimums
-U_PRICE_SCALE, U_BASE_SCALE, U_BASE_MIN, U_BASE_MAX, U_QUOTE_MIN, U_TICK = range(6)
-NRULE = 6
+U_PRICE_SCALE, U_BASE_SCALE, U_BASE_MIN, U_BASE_MAX, U_QUOTE_MIN, U_TICK, U_DECIMALS = range(7)
+NRULE = 7
 # deferred execution events
 EV_ACCEPT, EV_CANCEL = 0, 1
 # trade records: a float64 row each
@@ -81,6 +81,19 @@ def ceil_to(x, scale):
     n = round(x * scale)
     grid = n / scale
     return grid if grid >= x else (n + 1) / scale
+
+
+@njit(cache=True, inline="always")
+def bid(rules, closes, p):
+    """The backtest quote's bid: one tick under the close, rounded to the tick's decimals as
+    numpy rounds (driver.touch)."""
+    return np.round(closes[p] - rules[p, U_TICK], int(rules[p, U_DECIMALS]))
+
+
+@njit(cache=True, inline="always")
+def ask(rules, closes, p):
+    """The backtest quote's ask: one tick over the close, rounded as `bid`."""
+    return np.round(closes[p] + rules[p, U_TICK], int(rules[p, U_DECIMALS]))
 
 
 @njit(cache=True)
@@ -303,7 +316,7 @@ def _size_ok(rules, p, size, price):
 def enter(pos, ordr, acct, cfg, rules, errs, evq, closes, p, strat, stop, tp, now):
     """Trading._enter: a post-only limit buy at the bid (the close), sized and risk-checked.
     Returns 1 if an order was sent."""
-    price = floor_to(closes[p] - rules[p, U_TICK], rules[p, U_PRICE_SCALE])  # at the bid
+    price = floor_to(bid(rules, closes, p), rules[p, U_PRICE_SCALE])  # at the bid
     notional = entry_notional(acct, cfg, pos, closes, price, stop)
     if price <= 0.0 or not notional > 0.0:
         return 0
@@ -342,7 +355,7 @@ def exit_position(pos, ordr, acct, evq, rules, closes, p, reason, urgent, now):
     if urgent:
         price = closes[p]
     else:
-        price = ceil_to(closes[p] + rules[p, U_TICK], rules[p, U_PRICE_SCALE])  # at the ask
+        price = ceil_to(ask(rules, closes, p), rules[p, U_PRICE_SCALE])  # at the ask
     if not _size_ok(rules, p, size, price):
         return 0
     send(ordr, acct, evq, p, EXIT, urgent, price, size, 0, pos[p, P_STRAT], reason, np.nan,
@@ -437,9 +450,9 @@ def _resend(pos, ordr, acct, cfg, rules, evq, closes, p, market, now):
     if market:
         price = closes[p]
     elif ordr[p, O_KIND] == ENTRY:
-        price = floor_to(closes[p] - rules[p, U_TICK], rules[p, U_PRICE_SCALE])
+        price = floor_to(bid(rules, closes, p), rules[p, U_PRICE_SCALE])
     else:
-        price = ceil_to(closes[p] + rules[p, U_TICK], rules[p, U_PRICE_SCALE])
+        price = ceil_to(ask(rules, closes, p), rules[p, U_PRICE_SCALE])
     if price <= 0.0 or not _size_ok(rules, p, ordr[p, O_SIZE], price):
         return
     send(ordr, acct, evq, p, ordr[p, O_KIND], market, price, ordr[p, O_SIZE],
@@ -471,7 +484,7 @@ def _accept(pos, ordr, acct, cfg, rules, errs, evq, closes, p, now):
         return
     at_open = ordr[p, O_MARKET] != 0.0 or cfg[C_NEXT_OPEN] != 0.0
     if ordr[p, O_KIND] == ENTRY:  # a buy needs its cost and the taker fee in free USD
-        price = closes[p] + rules[p, U_TICK] if at_open else ordr[p, O_PRICE]  # the ask, or limit
+        price = ask(rules, closes, p) if at_open else ordr[p, O_PRICE]  # the ask, or limit
         needed = ordr[p, O_SIZE] * price * (1.0 + cfg[C_TAKER])
         if needed > (acct[A_CASH] - acct[A_HOLDS]) * (1.0 + SLACK):
             ordr[p, O_STATE] = NONE  # INSUFFICIENT_FUND

@@ -189,6 +189,7 @@ def _rules_array(data: BarData, options: BacktestOptions) -> np.ndarray:
         rules[i, bo.U_BASE_MAX] = float(rule.base_max_size)
         rules[i, bo.U_QUOTE_MIN] = float(rule.quote_min_size)
         rules[i, bo.U_TICK] = 0.0 if options.fill == "next-open" else float(rule.price_increment)
+        rules[i, bo.U_DECIMALS] = max(0, -int(rule.price_increment.as_tuple().exponent))
     return rules
 
 
