@@ -26,7 +26,7 @@ from numba import njit
 
 from trader.kernels import backtest_orders as bo
 from trader.kernels.bank import step_rows
-from trader.kernels.decide import ENTER_LONG, EXIT, HOLD
+from trader.kernels.decide import ENTER_LONG, EXIT
 
 TIME, OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4, 5
 FIELDS = 6
@@ -141,22 +141,6 @@ def refresh_top(buf, head, count, k, n, top_n, metric, top, work):
 
 
 @njit(cache=True, inline="always")
-def push(buf, head, count, k, rows):
-    """ring.push_all into window k."""
-    cap = buf.shape[2] // 2
-    h = head[k]
-    for p in range(buf.shape[1]):
-        for f in range(FIELDS):
-            buf[k, p, h, f] = rows[p, f]
-            buf[k, p, h + cap, f] = rows[p, f]
-        if math.isnan(rows[p, CLOSE]):
-            count[k, p] = 0
-        elif count[k, p] < cap:
-            count[k, p] += 1
-    head[k] = 0 if h + 1 == cap else h + 1
-
-
-@njit(cache=True, inline="always")
 def fold(agg, meta, k, bars, t, time_s, base_s, interval_s):
     """candles.fold_interval of base bar t into one interval: 1 when a complete bar closed
     (in agg), -1 when a partial one did (dropped), 0 while the interval runs."""
@@ -185,57 +169,6 @@ def fold(agg, meta, k, bars, t, time_s, base_s, interval_s):
     return 1 if meta[k, 1] * base_s == interval_s else -1
 
 
-@njit(cache=True, inline="always")
-def decide_interval(k, buf, head, count, now, prev, top, use_top, held, st_iv, decides,
-                    st_nbars, st_warm, st_cols, st_pinned, st_has_products,
-                    now_bufs, prev_bufs, bar_bufs, params, out):
-    """StrategyRunner.on_bar_close for interval k: non-HOLD decisions into out rows
-    (product, action, score, stop, take_profit, strategy), strategies then products in order.
-    Returns how many."""
-    cap = buf.shape[2] // 2
-    n_out = 0
-    for s in range(st_iv.shape[0]):
-        if st_iv[s] != k:
-            continue
-        nb = st_nbars[s]
-        nowb, prevb, bars, p_s = now_bufs[s], prev_bufs[s], bar_bufs[s], params[s]
-        start = head[k] + cap - nb
-        for p in range(count.shape[1]):
-            if st_has_products[s]:
-                allowed = st_pinned[s, p]
-            else:
-                allowed = top[p] or held[p] or not use_top
-            if not allowed or count[k, p] < st_warm[s]:
-                continue
-            for j in range(nowb.shape[0]):
-                col = st_cols[s, j]
-                nowb[j], prevb[j] = now[k, p, col], prev[k, p, col]
-            for r in range(nb):
-                for f in range(FIELDS):
-                    bars[r, f] = buf[k, p, start + r, f]
-            score, action, stop, tp = decides[s](nowb, prevb, bars, p_s)
-            if action != ENTER_LONG and action != EXIT:
-                action = HOLD
-            if action == HOLD:
-                continue
-            out[n_out, 0], out[n_out, 1] = p, action
-            out[n_out, 2] = 0.0 if math.isnan(score) else min(1.0, max(-1.0, score))
-            out[n_out, 3], out[n_out, 4], out[n_out, 5] = stop, tp, s
-            n_out += 1
-    return n_out
-
-
-@njit(cache=True, inline="always")
-def step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states, fresh, now, prev,
-                    which):
-    """IndicatorBank.on_bar_close for interval k: prev takes now, each indicator steps."""
-    prev[k, :, :] = now[k]
-    for i in range(ind_iv.shape[0]):
-        if ind_iv[i] == k:
-            step_rows(ind_kind[i], states[i], fresh[i], rows, which, now[k], ind_col[i],
-                      ind_width[i])
-
-
 @njit(cache=True)
 def _grown(a):
     bigger = np.empty((2 * a.shape[0] + 16, a.shape[1]))
@@ -260,6 +193,7 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
     close of every bar from `first`, signal rows (time, product, action, score, strategy).
     """
     n_p, n_t = bars.shape[0], bars.shape[1]
+    cap = int(cap)
     n_i, n_s = ivs.shape[0], st_iv.shape[0]
     buf = np.full((n_i, n_p, 2 * cap, FIELDS), np.nan)
     head = np.zeros(n_i, np.int64)
@@ -340,17 +274,58 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                 any_held = any_held or held[p]
             n_dec = 0
             if iv_used[k]:
-                push(buf, head, count, k, rows)
+                # the steps of a close written out here, not called: a call costs two atomic
+                # reference counts per array argument, which were most of a bar's time
+                h = head[k]  # ring.push_all
+                for p in range(n_p):
+                    for f in range(FIELDS):
+                        buf[k, p, h, f] = buf[k, p, h + cap, f] = rows[p, f]
+                    if math.isnan(rows[p, CLOSE]):
+                        count[k, p] = 0
+                    elif count[k, p] < cap:
+                        count[k, p] += 1
+                head[k] = 0 if h + 1 == cap else h + 1
                 if k == sel_k:
-                    refresh_top(buf, head, count, k, sel_n, top_n, metric, top, work)
-                if iv_banked[k]:
-                    step_indicators(k, rows, ind_iv, ind_kind, ind_col, ind_width, states,
-                                    fresh, now_all, prev_all, which)
-                if iv_decided[k]:
-                    n_dec = decide_interval(k, buf, head, count, now_all, prev_all, top,
-                                            sel_k >= 0, held, st_iv, decides, st_nbars,
-                                            st_warm, st_cols, st_pinned, st_has_products,
-                                            now_bufs, prev_bufs, bar_bufs, params, decided)
+                    if n_p <= top_n:  # every product with a full window is in the top N
+                        for p in range(n_p):
+                            top[p] = count[k, p] >= sel_n
+                    else:
+                        refresh_top(buf, head, count, k, sel_n, top_n, metric, top, work)
+                if iv_banked[k]:  # IndicatorBank.on_bar_close
+                    for p in range(n_p):
+                        for c in range(now_all.shape[2]):
+                            prev_all[k, p, c] = now_all[k, p, c]
+                    for i in range(ind_iv.shape[0]):
+                        if ind_iv[i] == k:
+                            step_rows(ind_kind[i], states[i], fresh[i], rows, which,
+                                      now_all[k], ind_col[i], ind_width[i])
+                for s in range(n_s):  # StrategyRunner.on_bar_close
+                    if st_iv[s] != k:
+                        continue
+                    nb = st_nbars[s]
+                    nowb, prevb, barb = now_bufs[s], prev_bufs[s], bar_bufs[s]
+                    start = head[k] + cap - nb
+                    for p in range(n_p):
+                        if st_has_products[s]:
+                            allowed = st_pinned[s, p]
+                        else:
+                            allowed = top[p] or held[p] or sel_k < 0
+                        if not allowed or count[k, p] < st_warm[s]:
+                            continue
+                        for j in range(st_ncols[s]):
+                            col = st_cols[s, j]
+                            nowb[j], prevb[j] = now_all[k, p, col], prev_all[k, p, col]
+                        for r in range(nb):
+                            for f in range(FIELDS):
+                                barb[r, f] = buf[k, p, start + r, f]
+                        score, action, stop, tp = decides[s](nowb, prevb, barb, params[s])
+                        if action != ENTER_LONG and action != EXIT:
+                            continue
+                        decided[n_dec, 0], decided[n_dec, 1] = p, action
+                        decided[n_dec, 2] = (0.0 if math.isnan(score)
+                                             else min(1.0, max(-1.0, score)))
+                        decided[n_dec, 3], decided[n_dec, 4], decided[n_dec, 5] = stop, tp, s
+                        n_dec += 1
             for i in range(n_dec):
                 if n_sig == signals.shape[0]:
                     signals = _grown(signals)
@@ -360,8 +335,18 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                 n_sig += 1
             if bar_open < live_from:
                 continue  # history: decided, never traded
-            if k == 0 and any_held:
-                bo.on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now, scratch)
+            if k == 0 and any_held:  # Trading.on_prices, called only for an exit
+                exits = False
+                for p in range(n_p):
+                    if held[p] and not math.isnan(closes[p]):
+                        pos[p, bo.P_MARK] = closes[p]
+                        pos[p, bo.P_PEAK] = max(pos[p, bo.P_PEAK], closes[p])
+                        exits = exits or bo.exit_reason(pos, cfg, p, closes[p], now) >= 0
+                if exits:
+                    bo.on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now, scratch)
+                else:
+                    bo.risk_update(pos, acct, cfg, now)
+                    bo.follow_risk(ordr, acct, evq)
             for i in range(n_dec):
                 p = int(decided[i, 0])
                 if decided[i, 1] == ENTER_LONG:
