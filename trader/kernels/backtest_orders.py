@@ -100,8 +100,8 @@ def ask(rules, closes, p):
 def steps_down(x, unit):
     """floor(x / unit) of money._steps_down, an exact integral quotient kept as such."""
     q = x / unit
-    n = round(q)
-    return n if abs(q - n) <= SLACK * max(1.0, q) else math.floor(q)
+    n = round(q)  # a quotient within float noise (8 ulps) of a whole number is one
+    return n if abs(q - n) <= 8 * 2.2e-16 * max(1.0, q) else math.floor(q)
 
 
 @njit(cache=True)
