@@ -213,3 +213,27 @@ def test_no_cash_no_entry_and_a_reject_counts() -> None:
     bo.enter(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 0, 0.0, np.nan, np.nan, 60.0)
     bo.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 60.0)
     assert ordr[0, bo.O_STATE] == bo.NONE and acct[bo.A_REJECTED] == 1 and errs[0] == 1
+
+
+@pytest.mark.parametrize("kind", range(11))
+def test_step_one_is_the_banks_step(kind: int) -> None:
+    from trader.kernels import bank
+    from trader.signals.indicators import Indicator
+
+    params = {bank.MACD: (3.0, 6.0, 4.0), bank.BBANDS: (5.0, 2.0), bank.STOCH: (5.0, 3.0, 3.0),
+              bank.OBV: ()}.get(kind, (5.0,))
+    spec = Indicator(kind, params)
+    fresh = spec.new_state()
+    width = len(spec.outputs)
+    rows = np.empty((200, 1, 6))
+    rows[:, 0, 4] = 100 + np.cumsum(RNG.normal(0, 0.5, 200))
+    rows[:, 0, 2] = rows[:, 0, 4] + RNG.uniform(0, 1, 200)
+    rows[:, 0, 3] = rows[:, 0, 4] - RNG.uniform(0, 1, 200)
+    rows[:, 0, 5] = RNG.uniform(0, 5, 200)
+    ours, theirs = fresh.copy(), fresh[None, :].copy()
+    now = np.full((1, width), np.nan)
+    for t in range(200):
+        bank.step_rows(kind, theirs, fresh, rows[t], np.ones(1, np.bool_), now, 0, width)
+        out = kb.step_one(kind, ours, rows[t, 0, 2], rows[t, 0, 3], rows[t, 0, 4],
+                          rows[t, 0, 5])
+        np.testing.assert_array_equal(np.array(out[:width]), now[0])

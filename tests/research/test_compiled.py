@@ -128,6 +128,20 @@ def test_a_one_minute_strategy(data: BarData) -> None:
     assert_same(*both(short, [strategy("sma_cross", "1m")], CONFIG, BacktestOptions()))
 
 
+def test_many_products_step_their_indicators_in_one_call(data: BarData) -> None:
+    """Past kernels.backtest.FEW_PRODUCTS the bank's step_rows steps every product at once."""
+    copies = 4
+    names = tuple(f"{p.split('-')[0]}{i}-USD" for i in range(copies) for p in PRODUCTS)
+    many = dataclasses.replace(
+        data, products=names, bars=np.concatenate([data.bars] * copies),
+        rules={n: dataclasses.replace(data.rules[p], product_id=n, base_currency=n[:-4])
+               for n, p in zip(names, PRODUCTS * copies, strict=True)})
+    config = dataclasses.replace(CONFIG, selector=cfg.SelectorConfig(
+        top_n=5, interval="5m", window_bars=12, metric="volatility"))
+    assert_same(*both(many, [strategy("sma_cross")], config, BacktestOptions(risk_on=False,
+                                                                             position_pct=20)))
+
+
 def test_same_inputs_same_result(data: BarData) -> None:
     first = run_compiled(data, [strategy("sma_cross")], CONFIG, BacktestOptions())
     again = run_compiled(data, [strategy("sma_cross")], CONFIG, BacktestOptions())

@@ -25,6 +25,8 @@ import numpy as np
 from numba import njit
 
 from trader.kernels import backtest_orders as bo
+from trader.kernels import bank as bk
+from trader.kernels import indicators as ik
 from trader.kernels.bank import step_rows
 from trader.kernels.decide import ENTER_LONG, EXIT
 
@@ -34,6 +36,7 @@ QUOTE_VOLUME, VOLATILITY, ABS_RETURN = 0, 1, 2
 # signal records: (time, product, action, score, strategy)
 S_TIME, S_PRODUCT, S_ACTION, S_SCORE, S_STRAT = range(5)
 NSIG = 5
+FEW_PRODUCTS = 8  # up to this many, indicators step product by product (step_one)
 
 
 @njit(cache=True)
@@ -170,6 +173,36 @@ def fold(agg, meta, k, bars, t, time_s, base_s, interval_s):
 
 
 @njit(cache=True)
+def step_one(kind, state, high, low, close, volume):
+    """bank.step_rows for one slot and a row with a close: the kind's step kernel, its
+    outputs padded with NaN to three. (Few products are stepped one by one: a step_rows
+    call costs more reference counting than it saves.)"""
+    nan = np.nan
+    if kind == bk.SMA:
+        return ik.sma_step(state, close), nan, nan
+    if kind == bk.EMA:
+        return ik.ema_step(state, close), nan, nan
+    if kind == bk.RSI:
+        return ik.rsi_step(state, close), nan, nan
+    if kind == bk.MACD:
+        return ik.macd_step(state, close)
+    if kind == bk.BBANDS:
+        return ik.bbands_step(state, close)
+    if kind == bk.ATR:
+        return ik.atr_step(state, high, low, close), nan, nan
+    if kind == bk.STOCH:
+        slow_k, slow_d = ik.stoch_step(state, high, low, close)
+        return slow_k, slow_d, nan
+    if kind == bk.ADX:
+        return ik.adx_step(state, high, low, close), nan, nan
+    if kind == bk.OBV:
+        return ik.obv_step(state, close, volume), nan, nan
+    if kind == bk.VWAP:
+        return ik.vwap_step(state, high, low, close, volume), nan, nan
+    return ik.volatility_step(state, close), nan, nan
+
+
+@njit(cache=True)
 def _grown(a):
     bigger = np.empty((2 * a.shape[0] + 16, a.shape[1]))
     bigger[: a.shape[0]] = a
@@ -296,9 +329,23 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                         for c in range(now_all.shape[2]):
                             prev_all[k, p, c] = now_all[k, p, c]
                     for i in range(ind_iv.shape[0]):
-                        if ind_iv[i] == k:
+                        if ind_iv[i] != k:
+                            continue
+                        if n_p > FEW_PRODUCTS:
                             step_rows(ind_kind[i], states[i], fresh[i], rows, which,
                                       now_all[k], ind_col[i], ind_width[i])
+                            continue
+                        col, width = ind_col[i], ind_width[i]
+                        for p in range(n_p):
+                            if math.isnan(rows[p, CLOSE]):  # a gap resets, as step_rows
+                                states[i, p, :] = fresh[i]
+                                for j in range(width):
+                                    now_all[k, p, col + j] = np.nan
+                                continue
+                            out = step_one(ind_kind[i], states[i, p], rows[p, HIGH],
+                                           rows[p, LOW], rows[p, CLOSE], rows[p, VOLUME])
+                            for j in range(width):
+                                now_all[k, p, col + j] = out[j]
                 for s in range(n_s):  # StrategyRunner.on_bar_close
                     if st_iv[s] != k:
                         continue

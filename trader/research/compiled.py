@@ -226,7 +226,8 @@ def _result(data: BarData, strategies: Sequence[LoadedStrategy], options: Backte
         strategy=", ".join(s.name for s in strategies), params=dict(strategy.params),
         interval=_interval_name(strategy.interval_s), products=products, fill=options.fill,
         cash=options.cash_usd,
-        trades=tuple(_trade(products, row) for row in trades),
+        trades=tuple(_trade(products, row) for row in sorted(  # the driver's order
+            trades, key=lambda row: (row[bo.T_EXIT_TIME], pos[int(row[bo.T_PRODUCT]), bo.P_BOOK]))),
         open_trades=tuple(
             OpenTradeRecord(products[p], int(pos[p, bo.P_ENTRY_TIME]),
                             float(pos[p, bo.P_ENTRY_PRICE]), float(pos[p, bo.P_SIZE]))
