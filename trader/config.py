@@ -263,7 +263,7 @@ class PaperConfig:
 @dataclass(frozen=True, slots=True)
 class ResearchConfig:
     min_sharpe: float = key(1.2, "approval gate: Sharpe ratio of daily returns at least this",
-                            "float")
+                            "float", min=-10, max=10)
     min_win_rate_pct: float = key(45.0, "approval gate: winning trades at least this share",
                                   "float", unit="%", min=0, max=100)
     min_profit_factor: float = key(1.5, "approval gate: gross profit / gross loss at least this",

@@ -127,11 +127,22 @@ async def test_tcp_exposition_is_typed_with_help_counters_gauges_and_histograms(
     assert kinds["process_resident_memory_bytes"] == "gauge"
 
 
+async def entry_timed(url: str) -> Families | None:
+    """The exposition once an entry's frame-to-order latency was observed too (an exit's can
+    come first: the entry of a position may be decided on a heartbeat's bar close)."""
+    families = await observed_everywhere(url)
+    if families is None:
+        return None
+    samples = families["trader_frame_to_order_seconds"][2]
+    entered = any(s.labels.get("kind") == "entry" and s.name.endswith("_count")
+                  for s in samples)
+    return families if entered else None
+
+
 async def test_histograms_carry_bounded_labels_and_consistent_buckets(
         metrics_daemon: tuple[DaemonProcess, str]):
     _, url = metrics_daemon
-    families = await eventually(lambda: observed_everywhere(url), timeout_s=120,
-                                interval_s=0.5)
+    families = await eventually(lambda: entry_timed(url), timeout_s=120, interval_s=0.5)
     labels = {h: {tuple(sorted(s.labels.items())) for s in families[h][2]
                   if s.name.endswith("_count")} for h in HISTOGRAMS}
     assert (("interval", "1m"),) in labels["trader_bar_close_seconds"]

@@ -17,7 +17,6 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
-from trader.kernels import csv
 from trader.kernels.series import CandleArrays
 
 CANDLE_HEADER = "time,open,high,low,close,volume"
@@ -57,6 +56,8 @@ def read_candle_file(path: Path) -> CandleArrays:
 
 def _parse_table(path: Path, chars: np.ndarray, body: bytes) -> np.ndarray:
     """The rows of a candle file's body as float64[rows, FIELDS]."""
+    from trader.kernels import csv  # compiled: only readers of files load numba
+
     table = np.empty((csv.count_rows(chars), FIELDS))
     slow = np.empty((max(1024, len(table) // 100), 4), np.int64)
     status, rows, n_slow = csv.parse_rows(chars, FIELDS, table, slow)
