@@ -128,6 +128,14 @@ def test_a_one_minute_strategy(data: BarData) -> None:
     assert_same(*both(short, [strategy("sma_cross", "1m")], CONFIG, BacktestOptions()))
 
 
+def test_two_strategies_on_two_intervals(data: BarData) -> None:
+    strategies = [strategy("sma_cross"), strategy("ema_rsi", "15m")]
+    compiled, engine = both(data, strategies, CONFIG, BacktestOptions(risk_on=False,
+                                                                      position_pct=30))
+    assert_same(compiled, engine)
+    assert compiled.strategy == engine.strategy == "sma_cross, ema_rsi"
+
+
 def test_many_products_step_their_indicators_in_one_call(data: BarData) -> None:
     """Past kernels.backtest.FEW_PRODUCTS the bank's step_rows steps every product at once."""
     copies = 4
