@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import REPO
 from trader import config as cfg
 from trader.research.compiled import run_compiled
-from trader.research.data import BarData, align, read_file
+from trader.research.data import BarData, align, inferred_rules, read_file
 from trader.research.driver import run_engine
 from trader.research.options import BacktestOptions
 from trader.research.result import BacktestResult
@@ -171,3 +171,35 @@ def test_the_result_is_the_contracts(data: BarData) -> None:
     assert all(s.time >= START_S for s in result.signals)
     assert [t.exit_time for t in result.trades] == sorted(t.exit_time for t in result.trades)
 
+
+
+def test_a_five_minute_bar_holding_stop_and_target_is_guessed_both_ways() -> None:
+    """Coarser than a minute, a bar whose range holds the stop and the target of a position
+    is resolved pessimistically (the stop: a market exit at the next open), counted, and the
+    return had it gone the other way (the target: a limit sell at the ask) reported."""
+    closes = [100.0] * 20 + [100.5, 100.55, 100.6, 100.6] + [100.6] * 10
+    bars = np.array([[c, c, c, c, 1.0] for c in closes])
+    bars[20] = [100.0, 100.6, 99.9, 100.5, 1.0]  # the fast SMA crosses: enter at the bid
+    bars[21] = [100.5, 100.6, 100.4, 100.55, 1.0]  # through the bid: filled at 100.49
+    bars[22] = [100.55, 103.0, 98.0, 100.6, 1.0]  # under the stop and over the target
+    bars[23] = [100.6, 100.7, 100.5, 100.6, 1.0]
+    time_s = 1_700_002_800 + 300 * np.arange(len(closes), dtype=np.int64)
+    data = BarData(("X-USD",), 300, time_s, bars[None], 0,
+                   {"X-USD": inferred_rules("X-USD", bars)})
+    config = dataclasses.replace(CONFIG, selector=cfg.SelectorConfig(
+        top_n=1, interval="5m", window_bars=2), risk=dataclasses.replace(
+        RISK, stop_loss_pct=1.0, take_profit_pct=2.0, trailing_stop_pct=0.0, max_hold_s=0.0))
+    section = cfg.StrategyConfig(interval="5m", params=MappingProxyType({"fast": 2, "slow": 3}))
+    loaded = load_strategy(REPO / "strategies" / "sma_cross.py", "sma_cross", section)
+    assert isinstance(loaded, LoadedStrategy)
+    result = run_compiled(data, [loaded], config, BacktestOptions())
+    (trade,) = result.trades
+    assert (trade.entry_time, trade.entry_price) == (int(time_s[21]), 100.49)
+    assert (trade.exit_time, trade.exit_reason) == (int(time_s[23]), "stop-loss")
+    assert trade.exit_price == pytest.approx(100.6 * (1 - 5e-4))
+    assert result.ambiguity.bars == 1
+    pessimistic = (result.equity[-1] / result.cash - 1) * 100
+    optimistic = result.ambiguity.optimistic_return_pct
+    size, fees = trade.size, 100.49 * trade.size * 0.004  # maker in, then maker out at 100.61
+    expected = (size * (100.61 - 100.49) - fees - 100.61 * size * 0.004) / result.cash * 100
+    assert optimistic == pytest.approx(expected) and optimistic > pessimistic

@@ -382,6 +382,10 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                 n_sig += 1
             if bar_open < live_from:
                 continue  # history: decided, never traded
+            if k == 0 and any_held and cfg[bo.C_GUESS] != bo.NO_GUESS:
+                for p in range(n_p):
+                    if held[p]:
+                        bo.guess(pos, ordr, acct, cfg, rules, evq, bars, t, ts, closes, p, now)
             if k == 0 and any_held:  # Trading.on_prices, called only for an exit
                 exits = False
                 for p in range(n_p):

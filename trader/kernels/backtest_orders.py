@@ -27,8 +27,8 @@ from numba import njit
 
 # positions
 P_HELD, P_SIZE, P_COST, P_FEE, P_OPENED, P_PEAK, P_STOP, P_TP, P_STRAT, P_MARK, P_BOOK = range(11)
-P_ENTRY_TIME, P_ENTRY_PRICE, P_REST = 11, 12, 13
-NPOS = 14
+P_ENTRY_TIME, P_ENTRY_PRICE, P_REST, P_RESTED = 11, 12, 13, 14  # P_RESTED: a limit fill
+NPOS = 15
 # orders
 O_STATE, O_KIND, O_MARKET, O_PRICE, O_SIZE, O_ATTEMPT, O_SENT, O_SEQ = range(8)
 O_STRAT, O_REASON, O_STOP, O_TP, O_HOLD, O_FOLLOWED, O_REPRICING, O_FALLBACK = range(8, 16)
@@ -42,8 +42,8 @@ R_STRATEGY, R_STOP, R_TRAIL, R_TARGET, R_MAX_HOLD = range(5)
 A_CASH, A_HOLDS, A_REALIZED, A_FEES, A_SEQ, A_BOOKS, A_DAY, A_DAY_START = range(8)
 A_DAILY_HALT, A_DAILY_LOSS, A_STREAK, A_COOL_UNTIL, A_BREAK_UNTIL, A_STATE = range(8, 14)
 A_CODE, A_RVAL, A_SEEN_STATE, A_SEEN_CODE, A_SEEN_RVAL, A_REJECTED = range(14, 20)
-A_RESTS = 20
-NACCT = 21
+A_RESTS, A_AMBIGUOUS = 20, 21
+NACCT = 22
 ACTIVE, REDUCING, HALTED = 0, 1, 2
 WHY_NONE, WHY_KILL, WHY_BREAKER, WHY_DAILY, WHY_COOLDOWN = range(5)
 # config
@@ -51,7 +51,9 @@ C_MAKER, C_TAKER, C_SLIP, C_NEXT_OPEN, C_RISK_ON, C_POS_PCT, C_KILL, C_MAX_POS =
 C_MAX_OPEN, C_MAX_EXPO, C_MAX_ORDER, C_DAILY, C_MAX_LOSSES, C_COOLDOWN = range(8, 14)
 C_RISK_FRAC, C_STOP_PCT, C_TP_PCT, C_TRAIL_PCT, C_MAX_HOLD, C_BRK_ERRS = range(14, 20)
 C_BRK_WIN, C_BRK_HALT, C_TIMEOUT, C_MAX_REPRICES, C_FALLBACK_MARKET, C_CASH0 = range(20, 26)
-NCFG = 26
+C_GUESS = 26  # bars coarser than a minute: NO_GUESS, PESSIMISTIC or OPTIMISTIC (see `guess`)
+NCFG = 27
+NO_GUESS, PESSIMISTIC, OPTIMISTIC = 0, 1, 2
 # product rules: increments as scales (1 / increment: a power of ten) and the minimums
 U_PRICE_SCALE, U_BASE_SCALE, U_BASE_MIN, U_BASE_MAX, U_QUOTE_MIN, U_TICK, U_DECIMALS = range(7)
 NRULE = 7
@@ -377,6 +379,39 @@ def send(ordr, acct, evq, p, kind, market, price, size, attempt, strat, reason, 
 
 # ---- protective exits and reprices ----------------------------------------------------------
 
+@njit(cache=True)
+def guess(pos, ordr, acct, cfg, rules, evq, bars, t, t_s, closes, p, now):
+    """A bar coarser than a minute whose range holds both a stop (or trailing) level and the
+    target of p's position, or its resting entry's fill and the target (reached before the
+    fill, or after): the order inside it is unknown. Counted; PESSIMISTIC exits as the stop
+    would have (market, at the next open; after a fill, nothing: the target came first),
+    OPTIMISTIC as the target would have (a limit sell at the ask). A fill and the stop are
+    no guess: a long's limit is crossed before any stop under it."""
+    entry = pos[p, P_ENTRY_PRICE]
+    stop = pos[p, P_STOP]
+    if math.isnan(stop) and cfg[C_STOP_PCT]:
+        stop = entry * (1.0 - cfg[C_STOP_PCT] / 100.0)
+    reason = R_STOP
+    if cfg[C_TRAIL_PCT]:
+        trail = pos[p, P_PEAK] * (1.0 - cfg[C_TRAIL_PCT] / 100.0)
+        if math.isnan(stop) or trail > stop:
+            stop, reason = trail, R_TRAIL
+    target = pos[p, P_TP]
+    if math.isnan(target) and cfg[C_TP_PCT]:
+        target = entry * (1.0 + cfg[C_TP_PCT] / 100.0)
+    low, high = bars[p, t, 2], bars[p, t, 1]
+    stopped = not math.isnan(stop) and low <= stop
+    reached = not math.isnan(target) and high >= target
+    filled_here = pos[p, P_OPENED] == t_s and pos[p, P_RESTED]
+    if not (reached and (stopped or filled_here)):
+        return
+    acct[A_AMBIGUOUS] += 1.0
+    if cfg[C_GUESS] == PESSIMISTIC and stopped:
+        exit_position(pos, ordr, acct, evq, rules, closes, p, reason, 1, now)
+    elif cfg[C_GUESS] == OPTIMISTIC and reached:
+        exit_position(pos, ordr, acct, evq, rules, closes, p, R_TARGET, 0, now)
+
+
 @njit(cache=True, inline="always")
 def exit_reason(pos, cfg, p, price, now):
     """RiskManager.exit_reason without the strategy: -1 for none."""
@@ -572,6 +607,7 @@ def apply_fill(pos, ordr, acct, cfg, evq, trades, p, price, fee, t_s, now):
         pos[p, P_OPENED], pos[p, P_PEAK] = t_s, price
         pos[p, P_STOP], pos[p, P_TP] = ordr[p, O_STOP], ordr[p, O_TP]
         pos[p, P_STRAT], pos[p, P_ENTRY_TIME], pos[p, P_ENTRY_PRICE] = ordr[p, O_STRAT], t_s, price
+        pos[p, P_RESTED] = not (ordr[p, O_MARKET] or cfg[C_NEXT_OPEN])
     else:
         realized = price * size - pos[p, P_COST]
         fees = pos[p, P_FEE] + fee

@@ -12,6 +12,7 @@ then evaluated at those bars' closes).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,7 +27,13 @@ from trader.kernels import backtest as kb
 from trader.kernels import backtest_orders as bo
 from trader.research.data import CLOSE, BarData
 from trader.research.options import BacktestOptions, unlimited_risk
-from trader.research.result import BacktestResult, OpenTradeRecord, SignalRecord, TradeRecord
+from trader.research.result import (
+    Ambiguity,
+    BacktestResult,
+    OpenTradeRecord,
+    SignalRecord,
+    TradeRecord,
+)
 from trader.signals.indicators import Indicator
 from trader.signals.loader import LoadedStrategy
 
@@ -47,17 +54,35 @@ def run_compiled(data: BarData, strategies: Sequence[LoadedStrategy], config: cf
     if not active:
         raise ValueError("no enabled strategy to backtest")
     started = time.perf_counter()
-    args = _layout(data, active, config, options)
+    args = _guessing(_layout(data, active, config, options), _guess_of(data))
     with warnings.catch_warnings():  # numba calls a tuple of compiled functions experimental
         warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
         _run(_two_bars(args))  # compiles the loop, or loads it from numba's cache
         compile_s = time.perf_counter() - started
         trades, (equity, exposure, signals, pos, _, acct) = _run(args)
+        ambiguity = Ambiguity()
+        if acct[bo.A_AMBIGUOUS]:  # the run again, each guess the other way
+            optimistic = _run(_guessing(args, bo.OPTIMISTIC))[1][0]
+            ambiguity = Ambiguity(int(acct[bo.A_AMBIGUOUS]), _return_pct(optimistic, options))
     run_s = time.perf_counter() - started - compile_s
     if on_progress is not None:
         on_progress(len(data))
-    return _result(data, active, options, equity, exposure, signals, pos, acct, trades,
-                   {"compile_s": compile_s, "run_s": run_s})
+    result = _result(data, active, options, equity, exposure, signals, pos, acct, trades,
+                     {"compile_s": compile_s, "run_s": run_s})
+    return dataclasses.replace(result, ambiguity=ambiguity)
+
+
+def _guessing(args: tuple, guess: int) -> tuple:
+    """The kernel's arguments with `guess` for ambiguous bars (fresh indicator states)."""
+    *rest, cfg_array, rules = args
+    rest[-3] = rest[-3].copy()  # the states (then fresh, n_cols)
+    cfg_array = cfg_array.copy()
+    cfg_array[bo.C_GUESS] = guess
+    return (*rest, cfg_array, rules)
+
+
+def _return_pct(equity: np.ndarray, options: BacktestOptions) -> float | None:
+    return float((equity[-1] / options.cash_usd - 1.0) * 100.0) if len(equity) else None
 
 
 def _run(args: tuple) -> tuple[typed.List, tuple]:
@@ -189,6 +214,12 @@ def _config_array(config: cfg.Config, options: BacktestOptions) -> np.ndarray:
     c[bo.C_TIMEOUT], c[bo.C_MAX_REPRICES] = execution.limit_timeout_s, execution.max_reprices
     c[bo.C_FALLBACK_MARKET] = execution.fallback == "market"
     return c
+
+
+def _guess_of(data: BarData) -> int:
+    """1-minute bars are traded at their closes as live trades them: nothing is guessed.
+    Coarser bars can hold a stop and a target at once: the pessimistic order is taken."""
+    return bo.NO_GUESS if data.base_s <= 60 else bo.PESSIMISTIC
 
 
 def _rules_array(data: BarData, options: BacktestOptions) -> np.ndarray:
