@@ -3,9 +3,10 @@
 A mirror of what the engine path steps in Python (trader.research.driver), built from the
 same kernels: the higher intervals are folded from the base bars as kernels/candles.py folds
 minutes (a partial first bar dropped), pushed into ring windows (kernels/ring.py layout),
-the indicators stepped by the bank's `step_rows`, the strategies' own compiled `decide`
-called through its address, the selector's scores as market/selector.py computes them, and
-the trading core of kernels/backtest_orders.py. Per base bar t, in order:
+the indicators stepped by the indicator step kernels (the bank's `step_rows` past
+FEW_PRODUCTS products), the strategies' own compiled `decide` called through its address, the
+selector's scores as market/selector.py computes them, and the trading core of
+kernels/backtest_orders.py. Per base bar t, in order:
 
 1. fills inside bar t (the execution's pass, then the trading core's on_fill per fill);
 2. the close of bar t (clock time_s[t] + base_s): for each interval closing with it,
@@ -15,6 +16,13 @@ the trading core of kernels/backtest_orders.py. Per base bar t, in order:
 3. the tick: reprices and fallbacks of limit orders resting past the timeout.
 
 Inputs are described at `run`; outputs are plain arrays (trades in a typed list).
+
+Speed: a call to a compiled function costs two atomic reference counts per array argument
+(as does an array view), which were most of a bar's time; so the close's steps are written
+out in `run` and the trading helpers are called only when they have work. Bars coarser than
+a minute may hold two events whose order decides the result: see backtest_orders.guess.
+numba's cache keys `run` by this file alone: after editing backtest_orders.py (inlined
+here), clear the cache (__pycache__/backtest*.nb*), or a stale `run` is loaded.
 """
 
 from __future__ import annotations
