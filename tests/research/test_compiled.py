@@ -203,3 +203,10 @@ def test_a_five_minute_bar_holding_stop_and_target_is_guessed_both_ways() -> Non
     size, fees = trade.size, 100.49 * trade.size * 0.004  # maker in, then maker out at 100.61
     expected = (size * (100.61 - 100.49) - fees - 100.61 * size * 0.004) / result.cash * 100
     assert optimistic == pytest.approx(expected) and optimistic > pessimistic
+
+
+def test_an_interval_finer_than_the_bars_is_refused(data: BarData) -> None:
+    coarse = dataclasses.replace(data, base_s=300, time_s=data.time_s[::5],
+                                 bars=np.ascontiguousarray(data.bars[:, ::5]))
+    with pytest.raises(ValueError, match=r"selector.interval of 60 s cannot be folded"):
+        run_compiled(coarse, [strategy("sma_cross")], cfg.Config(), BacktestOptions())

@@ -105,8 +105,9 @@ def intervals_of(data: BarData, strategies: Sequence[LoadedStrategy],
     wanted = sorted({selector_s, *(s.interval_s for s in strategies)} - {data.base_s})
     for interval_s in wanted:
         if interval_s < data.base_s or interval_s % data.base_s:
-            raise ValueError(f"an interval of {interval_s} s cannot be folded from "
-                             f"{data.base_s} s bars")
+            whose = "selector.interval" if interval_s == selector_s else "a strategy's interval"
+            raise ValueError(f"{whose} of {interval_s} s cannot be folded from the data's "
+                             f"{data.base_s} s bars (use a multiple of {data.base_s} s)")
     return [data.base_s, *wanted]
 
 
