@@ -1,9 +1,9 @@
 """Parity with live: a paper daemon trades two hours of real minutes against the simulator
-(three products, feed stalls and failing REST repairs on), writing to PostgreSQL; then the
+(three products, half of the REST requests for history failing), writing to PostgreSQL; then the
 backtest runs on the candles the daemon stored. Its signals are the daemon's `signals` rows,
 and its trades are the daemon's paper fills, bar for bar.
 
-The daemon runs on the exchange time its feed has reached (the replay is 240x real time), as
+The daemon runs on the exchange time its feed has reached (the replay is 120x real time), as
 a live daemon runs on a wall clock that is exchange time. Differences the fill model states (README,
 "The fill model") are checked as such: a market order fills at the touch in paper and at the
 next bar's open in the backtest, in the same bar.
@@ -34,7 +34,7 @@ from trader.store.history import read_candle_file
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-SPEED = 240.0
+SPEED = 120.0
 WARMUP_MIN = 40  # minutes of history before the replay starts
 HOURS = 2
 TICK = 0.01  # the simulator's price increment and half-spread
@@ -96,7 +96,10 @@ async def test_the_backtest_decides_and_fills_as_the_paper_daemon_did(database: 
     candles = {p: read_candle_file(DATA / f"coinbase_{p}_1m.csv.gz").between(start_s, end_s)
                for p in PRODUCTS}
     tapes = {p: tape_from_candles(p, c) for p, c in candles.items()}
-    faults = Faults(seed=7, stall_rate=0.004, stall_s=0.15, rest_error_rate=0.5)
+    # lossless faults: a print lost to a gap, or held back by a stall until the daemon's
+    # orders of that moment are accepted behind it, would fill paper later than the bar
+    # (README, "The fill model"); these change only how the daemon gets its candles
+    faults = Faults(seed=7, rest_error_rate=0.5)
     simulator = Simulator(tapes, candles, START_S, speed=SPEED, faults=faults, public_rps=50)
     url = await simulator.start()
     config_path = tmp_path / "config.toml"
@@ -107,7 +110,7 @@ async def test_the_backtest_decides_and_fills_as_the_paper_daemon_did(database: 
         daemon = await run_daemon(config, config_path, end_s)
     finally:
         await simulator.close()
-    assert simulator.fault_counts.stalls > 0
+    assert simulator.counters["rest_requests"] > len(PRODUCTS)  # history fetched, retried
     live_from = daemon.parts.market.live_from_s
     last = daemon.parts.market.last_emitted_s
     assert live_from is not None and last is not None
