@@ -237,3 +237,32 @@ def test_step_one_is_the_banks_step(kind: int) -> None:
         out = kb.step_one(kind, ours, rows[t, 0, 2], rows[t, 0, 3], rows[t, 0, 4],
                           rows[t, 0, 5])
         np.testing.assert_array_equal(np.array(out[:width]), now[0])
+
+
+@pytest.mark.parametrize("n", [2, 7, 8, 12, 60, 127, 128])
+def test_quote_volume_block_is_numpys_sum(n: int) -> None:
+    window = np.zeros((1, 1, 256, 6))
+    window[0, 0, :, 4] = RNG.uniform(1, 1e5, 256)
+    window[0, 0, :, 5] = RNG.uniform(0, 50, 256)
+    expected = (window[0, 0, 100 : 100 + n, 4] * window[0, 0, 100 : 100 + n, 5]).sum()
+    assert kb._quote_volume_block(window, 0, 0, 100, n) == expected
+
+
+@pytest.mark.parametrize("metric", ["quote_volume", "abs_return"])
+def test_the_top_n_are_the_selectors_ties_to_the_earlier(metric: str) -> None:
+    products, cap, n = 40, 30, 12
+    closes = np.round(RNG.uniform(1, 3, (products, cap)), 1)  # coarse: many equal scores
+    closes[5:10] = closes[0]
+    window = np.full((1, products, 2 * cap, 6), np.nan)
+    window[0, :, :cap, 4], window[0, :, :cap, 5] = closes, np.round(closes, 0)
+    window[0, :, cap:] = window[0, :, :cap]
+    count = np.full((1, products), cap, np.int64)
+    count[0, 3] = n - 1  # no full window: no rank
+    values = np.where(count[0] >= n, scores(window[0, :, cap - n : cap], metric), np.nan)
+    order = np.argsort(-np.where(np.isfinite(values), values, -np.inf), kind="stable")
+    expected = order[np.isfinite(values)[order]][:7]
+    top = np.zeros(products, np.bool_)
+    code = kb.QUOTE_VOLUME if metric == "quote_volume" else kb.ABS_RETURN
+    kb.refresh_top(window, np.zeros(1, np.int64), count, 0, n, 7, code, top,
+                   np.empty(products), np.empty(n))
+    assert sorted(np.flatnonzero(top)) == sorted(expected)

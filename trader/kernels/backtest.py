@@ -123,11 +123,11 @@ def selector_score(buf, k, p, start, n, metric, work):
     return math.sqrt(pairwise_sum(work, 0, m) / (m - 1))
 
 
-@njit(cache=True, inline="always")
-def refresh_top(buf, head, count, k, n, top_n, metric, top, work):
+@njit(cache=True)
+def refresh_top(buf, head, count, k, n, top_n, metric, top, values, work):
     """Selector.refresh then mask, on window k: top[p] for the top_n best scores over full
-    windows (views of the arrays are avoided here and below: each costs two atomic reference
-    counts, which were most of a bar's time)."""
+    windows, ties to the earlier product (the selector's stable argsort). `values` is
+    scratch of one float per product."""
     products = buf.shape[1]
     cap = buf.shape[2] // 2
     start = head[k] + cap - n
@@ -136,19 +136,60 @@ def refresh_top(buf, head, count, k, n, top_n, metric, top, work):
         for p in range(products):
             top[p] = count[k, p] >= n
         return
-    values = np.full(products, -np.inf)
     for p in range(products):
-        if count[k, p] >= n:
+        values[p] = -np.inf
+        if count[k, p] < n:
+            continue
+        if metric == QUOTE_VOLUME and n <= 128:
+            v = _quote_volume_block(buf, k, p, start, n)
+        else:
             v = selector_score(buf, k, p, start, n, metric, work)
-            if np.isfinite(v):
-                values[p] = v
-    order = np.argsort(-values, kind="mergesort")  # stable, as the selector's argsort
-    taken = 0
-    for i in order:
-        if taken >= top_n or values[i] == -np.inf:
-            break
-        top[i] = True
-        taken += 1
+        if np.isfinite(v):
+            values[p] = v
+    for _ in range(top_n):  # the best not yet taken, the earliest of equals
+        best = -1
+        for p in range(products):
+            if not top[p] and values[p] > -np.inf and (best < 0 or values[p] > values[best]):
+                best = p
+        if best < 0:
+            return
+        top[best] = True
+
+
+@njit(cache=True)
+def _quote_volume_block(buf, k, p, start, n):
+    """`pairwise_sum` of close * volume over at most 128 rows, the products made on the way
+    (no scratch array, no call per product)."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += buf[k, p, start + i, CLOSE] * buf[k, p, start + i, VOLUME]
+        return res
+    r0 = buf[k, p, start, CLOSE] * buf[k, p, start, VOLUME]
+    r1 = buf[k, p, start + 1, CLOSE] * buf[k, p, start + 1, VOLUME]
+    r2 = buf[k, p, start + 2, CLOSE] * buf[k, p, start + 2, VOLUME]
+    r3 = buf[k, p, start + 3, CLOSE] * buf[k, p, start + 3, VOLUME]
+    r4 = buf[k, p, start + 4, CLOSE] * buf[k, p, start + 4, VOLUME]
+    r5 = buf[k, p, start + 5, CLOSE] * buf[k, p, start + 5, VOLUME]
+    r6 = buf[k, p, start + 6, CLOSE] * buf[k, p, start + 6, VOLUME]
+    r7 = buf[k, p, start + 7, CLOSE] * buf[k, p, start + 7, VOLUME]
+    i = 8
+    while i < n - n % 8:
+        b = start + i
+        r0 += buf[k, p, b, CLOSE] * buf[k, p, b, VOLUME]
+        r1 += buf[k, p, b + 1, CLOSE] * buf[k, p, b + 1, VOLUME]
+        r2 += buf[k, p, b + 2, CLOSE] * buf[k, p, b + 2, VOLUME]
+        r3 += buf[k, p, b + 3, CLOSE] * buf[k, p, b + 3, VOLUME]
+        r4 += buf[k, p, b + 4, CLOSE] * buf[k, p, b + 4, VOLUME]
+        r5 += buf[k, p, b + 5, CLOSE] * buf[k, p, b + 5, VOLUME]
+        r6 += buf[k, p, b + 6, CLOSE] * buf[k, p, b + 6, VOLUME]
+        r7 += buf[k, p, b + 7, CLOSE] * buf[k, p, b + 7, VOLUME]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += buf[k, p, start + i, CLOSE] * buf[k, p, start + i, VOLUME]
+        i += 1
+    return res
 
 
 @njit(cache=True, inline="always")
@@ -246,6 +287,7 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
     rows = np.empty((n_p, FIELDS))
     which = np.ones(n_p, np.bool_)
     top = np.zeros(n_p, np.bool_)
+    values = np.empty(n_p)  # the selector's scores
     work = np.empty(max(2, sel_n))
     now_bufs = [np.empty(st_ncols[s]) for s in range(n_s)]
     prev_bufs = [np.empty(st_ncols[s]) for s in range(n_s)]
@@ -331,7 +373,8 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                         for p in range(n_p):
                             top[p] = count[k, p] >= sel_n
                     else:
-                        refresh_top(buf, head, count, k, sel_n, top_n, metric, top, work)
+                        refresh_top(buf, head, count, k, sel_n, top_n, metric, top,
+                                    values, work)
                 if iv_banked[k]:  # IndicatorBank.on_bar_close
                     for p in range(n_p):
                         for c in range(now_all.shape[2]):
