@@ -49,8 +49,8 @@ def test_real_files_read_bit_for_bit_as_numpy_loadtxt_reads_them():
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("1,2,3,4,5,6\n7,8,9\n", "row 3 has fields: b'7,8,9'"),
-    ("1,2,3,4,5,6\n7,8,9,10,11,12,13\n", "row 3 has fields"),
+    ("1,2,3,4,5,6\n7,8,9\n", "row 3 has 3 fields, not 6: '7,8,9'"),
+    ("1,2,3,4,5,6\n7,8,9,10,11,12,13\n", "row 3 has 7 fields, not 6"),
     ("1,2,3,4,5,6\n7,8,x,10,11,12\n", "row 3 has a value that is not a number: b'x'"),
     ("1,2,3,4,5,6\n7,8,,10,11,12\n", "row 3 has a value that is not a number"),
     ("1,2,3,4,5,6\n7.5,8,9,10,11,12\n", "a time is not a whole number of seconds"),

@@ -120,6 +120,12 @@ def test_a_file_without_a_product_in_its_name_asks_for_product(tmp_path):
     assert "--product" in line
 
 
+def test_a_product_not_quoted_in_usd_is_one_line_and_a_non_zero_exit(tmp_path):
+    path = gz(tmp_path, "coinbase_BTC-EUR_1m.csv.gz", HEADER + ROWS)
+    line = one_error_line(backtest(tmp_path, "sma_cross", "--data", str(path)))
+    assert "BTC-EUR" in line and "USD" in line
+
+
 def test_the_json_holds_the_contract_keys_with_their_types(tmp_path):
     out = tmp_path / "out.json"
     done = backtest(tmp_path, "sma_cross", "--data", str(LTC), "--interval", "1m",

@@ -109,11 +109,12 @@ def align(series: Mapping[str, CandleArrays], base_s: int, since_s: int | None,
 def _on_grid(candles: CandleArrays, time_s: np.ndarray, base_s: int) -> np.ndarray:
     rows = np.full((len(time_s), 5), np.nan)
     rows[:, VOLUME] = 0.0
-    on_grid = (candles.time_s - time_s[0]) % base_s == 0
-    index = (candles.time_s[on_grid] - time_s[0]) // base_s
-    inside = (index >= 0) & (index < len(time_s))
-    values = np.column_stack(candles.columns()[1:])[on_grid][inside]
-    rows[index[inside]] = values
+    offset = candles.time_s - time_s[0]
+    keep = (offset % base_s == 0) & (offset >= 0) & (offset < len(time_s) * base_s)
+    every = bool(keep.all())
+    index = offset // base_s if every else offset[keep] // base_s
+    for field, column in enumerate(candles.columns()[1:]):
+        rows[index, field] = column if every else column[keep]
     fill_quiet(rows)
     return rows
 
@@ -131,8 +132,8 @@ def fill_quiet(rows: np.ndarray) -> None:
 
 def inferred_rules(product_id: str, rows: np.ndarray) -> Product:
     """Order rules for a product the data names: the price increment is the finest decimal
-    the prices use (0.01 for prices in cents); sizes in 1e-8 base units, at least 1 USD."""
-    prices = rows[:, :VOLUME]
+    the closes use (0.01 for prices in cents); sizes in 1e-8 base units, at least 1 USD."""
+    prices = rows[:, CLOSE]  # a quarter of the prices, with the same increment
     prices = prices[np.isfinite(prices)]
     decimals = 0
     for d in range(MAX_PRICE_DECIMALS + 1):

@@ -125,6 +125,10 @@ def load_data(request: BacktestRequest, strategies: Sequence[LoadedStrategy]) ->
         else:
             series = _from_database(request, strategies)
             base_s = 60
+        for product in series:
+            if product.partition("-")[2] != "USD":
+                raise DataError(f"{product}: a backtest's cash is USD, so it trades products "
+                                "quoted in USD")
         if request.since_s is not None:
             start = request.since_s - warmup_s(strategies, request.config)
             series = {p: c.between(start, 2**62) for p, c in series.items()}

@@ -64,8 +64,9 @@ def _parse_table(path: Path, chars: np.ndarray, body: bytes) -> np.ndarray:
     if status == csv.SLOW_FULL:  # many numbers beyond the fast path: numpy reads them all
         return np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, ndmin=2)
     if status != csv.OK:
-        line = body.splitlines()[_nonempty_line(body, rows)][:80]
-        what = "fields" if status == csv.BAD_FIELDS else "a value that is not a number"
+        line = body.splitlines()[_nonempty_line(body, rows)][:80].decode(errors="replace")
+        what = (f"{line.count(',') + 1} fields, not {FIELDS}" if status == csv.BAD_FIELDS
+                else "a value that is not a number")
         raise ValueError(f"{path}: row {rows + 2} has {what}: {line!r}")
     for row, col, start, end in slow[:n_slow].tolist():
         try:
