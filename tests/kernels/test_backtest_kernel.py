@@ -10,6 +10,7 @@ from numba import typed, types
 
 from trader import money
 from trader.kernels import backtest as kb
+from trader.kernels import backtest_fills as bf
 from trader.kernels import backtest_orders as bo
 from trader.kernels import candles as ck
 from trader.market.selector import scores
@@ -124,17 +125,17 @@ def _entered(cfg: np.ndarray, close: float = 100.0) -> tuple[np.ndarray, ...]:
     closes = np.array([close])
     assert bo.enter(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 0, 0.0, np.nan, np.nan,
                     60.0)
-    bo.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 60.0)
+    bf.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 60.0)
     return pos, ordr, acct, errs, evq
 
 
 def _fill(pos, ordr, acct, cfg, evq, bar, t_s=60.0):
     bars = np.array([[bar]], dtype=np.float64)
     fill_p, fill_x = np.empty(1, np.int64), np.empty((1, 2))
-    n = bo.bar_fills(pos, ordr, acct, cfg, bars, 0, fill_p, fill_x, np.empty(1, np.int64))
+    n = bf.bar_fills(pos, ordr, acct, cfg, bars, 0, fill_p, fill_x, np.empty(1, np.int64))
     trades = typed.List.empty_list(types.float64[::1])
     for i in range(n):
-        bo.apply_fill(pos, ordr, acct, cfg, evq, trades, fill_p[i], fill_x[i, 0],
+        bf.apply_fill(pos, ordr, acct, cfg, evq, trades, fill_p[i], fill_x[i, 0],
                       fill_x[i, 1], t_s, t_s)
     return n, trades
 
@@ -163,7 +164,7 @@ def test_a_stop_exits_at_market_at_the_next_open_with_slippage() -> None:
     assert bo.exit_reason(pos, cfg, 0, 100.0, 120.0) == -1
     bo.on_prices(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 120.0,
                  np.empty(1, np.int64))
-    bo.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 120.0)
+    bf.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 120.0)
     assert ordr[0, bo.O_KIND] == bo.EXIT and ordr[0, bo.O_MARKET] == 1
     n, trades = _fill(pos, ordr, acct, cfg, evq, [98.5, 99.0, 98.0, 98.2], 120.0)
     assert n == 1 and not pos[0, bo.P_HELD]
@@ -181,10 +182,10 @@ def test_an_unfilled_entry_is_repriced_then_falls_back_to_market() -> None:
     bo.on_tick(ordr, cfg, evq, 70.0, scratch)  # 10 s: not yet
     assert evq[0, 0] == 0
     bo.on_tick(ordr, cfg, evq, 120.0, scratch)
-    bo.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 120.0)
+    bf.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 120.0)
     assert ordr[0, bo.O_ATTEMPT] == 1 and ordr[0, bo.O_PRICE] == 100.99
     bo.on_tick(ordr, cfg, evq, 180.0, scratch)  # max_reprices 1: the fallback
-    bo.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 180.0)
+    bf.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 180.0)
     assert ordr[0, bo.O_ATTEMPT] == 2 and ordr[0, bo.O_MARKET] == 1
     assert _fill(pos, ordr, acct, cfg, evq, [101.2, 101.5, 101.0, 101.3], 180.0)[0] == 1
     assert pos[0, bo.P_ENTRY_PRICE] == 101.2 * 1.0005
@@ -211,7 +212,7 @@ def test_no_cash_no_entry_and_a_reject_counts() -> None:
     pos, ordr, acct, errs, evq = bo.new_state(1, cfg)
     closes = np.array([100.0])
     bo.enter(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 0, 0.0, np.nan, np.nan, 60.0)
-    bo.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 60.0)
+    bf.drain(pos, ordr, acct, cfg, _rules(), errs, evq, closes, 60.0)
     assert ordr[0, bo.O_STATE] == bo.NONE and acct[bo.A_REJECTED] == 1 and errs[0] == 1
 
 

@@ -6,7 +6,8 @@ minutes (a partial first bar dropped), pushed into ring windows (kernels/ring.py
 the indicators stepped by the indicator step kernels (the bank's `step_rows` past
 FEW_PRODUCTS products), the strategies' own compiled `decide` called through its address, the
 selector's scores as market/selector.py computes them, and the trading core of
-kernels/backtest_orders.py. Per base bar t, in order:
+kernels/backtest_orders.py with the bar fills of kernels/backtest_fills.py. Per base bar t,
+in order:
 
 1. fills inside bar t (the execution's pass, then the trading core's on_fill per fill);
 2. the close of bar t (clock time_s[t] + base_s): for each interval closing with it,
@@ -21,8 +22,9 @@ Speed: a call to a compiled function costs two atomic reference counts per array
 (as does an array view), which were most of a bar's time; so the close's steps are written
 out in `run` and the trading helpers are called only when they have work. Bars coarser than
 a minute may hold two events whose order decides the result: see backtest_orders.guess.
-numba's cache keys `run` by this file alone: after editing backtest_orders.py (inlined
-here), clear the cache (__pycache__/backtest*.nb*), or a stale `run` is loaded.
+numba's cache keys `run` by this file alone: after editing backtest_orders.py or
+backtest_fills.py (compiled into it), clear the cache (__pycache__/backtest*.nb*), or a
+stale `run` is loaded.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import math
 import numpy as np
 from numba import njit
 
+from trader.kernels import backtest_fills as bf
 from trader.kernels import backtest_orders as bo
 from trader.kernels import bank as bk
 from trader.kernels import indicators as ik
@@ -271,8 +274,9 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
     products. Indicators i: interval, bank kind, column, width, states[i] [P, L], fresh[i].
     cfg and rules: kernels/backtest_orders.py. Closed trades are appended to `trades`.
 
-    Returns (equity, exposure, signals, pos, acct, counters): equity and exposure at the
-    close of every bar from `first`, signal rows (time, product, action, score, strategy).
+    Returns (equity, exposure, signals, pos, ordr, acct): equity and exposure at the close of
+    every bar from `first`, signal rows (time, product, action, score, strategy), and the
+    final state (kernels/backtest_orders.py).
     """
     n_p, n_t = bars.shape[0], bars.shape[1]
     cap = int(cap)
@@ -323,14 +327,14 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                 n_open += 1
         n_fill = 0
         if t >= first and n_open:
-            n_fill = bo.bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x, scratch)
+            n_fill = bf.bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x, scratch)
         for i in range(n_fill):
-            bo.apply_fill(pos, ordr, acct, cfg, evq, trades, fill_p[i], fill_x[i, 0],
+            bf.apply_fill(pos, ordr, acct, cfg, evq, trades, fill_p[i], fill_x[i, 0],
                           fill_x[i, 1], ts, ts)
         for p in range(n_p):
             closes[p] = bars[p, t, 3]
         if evq[0, 0]:
-            bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, ts)
+            bf.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, ts)
         # 2. the close of bar t, interval by interval
         now = ts + base_s
         for k in range(n_i):
@@ -458,7 +462,7 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
                     bo.exit_position(pos, ordr, acct, evq, rules, closes, p, bo.R_STRATEGY, 0,
                                      now)
         if evq[0, 0]:
-            bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
+            bf.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
         # 3. the tick: reprices
         due = False
         for p in range(n_p):
@@ -467,7 +471,7 @@ def run(time_s, bars, first, base_s, ivs, iv_used, cap, sel_k, sel_n, top_n, met
         if due:
             bo.on_tick(ordr, cfg, evq, now, scratch)
         if evq[0, 0]:
-            bo.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
+            bf.drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now)
         if t >= first:
             held_value = 0.0
             exposed = 0.0

@@ -1,7 +1,7 @@
-"""The compiled backtest's trading core: orders, positions, risk and bar fills on float64 state.
+"""The compiled backtest's trading core: orders, positions and risk on float64 state.
 
-A mirror of trader.trading (orders, registry, risk) and the bar execution of research/fills.py,
-for trader.kernels.backtest's bar loop. Conventions:
+A mirror of trader.trading (orders, registry, risk) for trader.kernels.backtest's bar loop;
+the execution (research/fills.py's bar fills) is kernels/backtest_fills.py. Conventions:
 
 * Times are unix seconds (float64: exact for whole seconds). Money is float64 USD.
 * `pos[P, NPOS]` one row per product: the registry's position (P_HELD 0/1 ...) and its mark.
@@ -245,7 +245,7 @@ def cancel_all(ordr, evq):
 
 
 @njit(cache=True, inline="always")
-def _sort_by(table, col, out, n):
+def sort_by(table, col, out, n):
     """Sort the products out[:n] by table[product, col] (distinct), in place: insertion (few;
     no view of the column: each would cost two atomic reference counts)."""
     for i in range(1, n):
@@ -267,7 +267,7 @@ def by_seq(ordr, state, out):
             out[n] = p
             n += 1
     if n > 1:
-        _sort_by(ordr, O_SEQ, out, n)
+        sort_by(ordr, O_SEQ, out, n)
     return n
 
 
@@ -443,7 +443,7 @@ def on_prices(pos, ordr, acct, cfg, rules, errs, evq, closes, now, scratch):
             scratch[n] = p
             n += 1
     if n > 1:
-        _sort_by(pos, P_BOOK, scratch, n)  # the registry's order
+        sort_by(pos, P_BOOK, scratch, n)  # the registry's order
     for i in range(n):
         p = scratch[i]
         price = closes[p]
@@ -474,7 +474,7 @@ def on_tick(ordr, cfg, evq, now, scratch):
 
 
 @njit(cache=True)
-def _resend(pos, ordr, acct, cfg, rules, evq, closes, p, market, now):
+def resend(pos, ordr, acct, cfg, rules, evq, closes, p, market, now):
     """Trading._resend of a cancelled order's rest: at the new touch, or at market."""
     ordr[p, O_STATE] = NONE
     if ordr[p, O_KIND] == ENTRY:
@@ -493,132 +493,3 @@ def _resend(pos, ordr, acct, cfg, rules, evq, closes, p, market, now):
     send(ordr, acct, evq, p, ordr[p, O_KIND], market, price, ordr[p, O_SIZE],
          ordr[p, O_ATTEMPT] + 1, ordr[p, O_STRAT], ordr[p, O_REASON], ordr[p, O_STOP],
          ordr[p, O_TP], now)
-
-
-# ---- the execution: acceptance, cancels, bar fills -----------------------------------------
-
-@njit(cache=True)
-def drain(pos, ordr, acct, cfg, rules, errs, evq, closes, now):
-    """Run the execution's deferred events in order (they may defer more)."""
-    i = 0
-    while i < evq[0, 0]:
-        kind, p = evq[1 + i, 0], evq[1 + i, 1]
-        i += 1
-        if kind == EV_ACCEPT:
-            _accept(pos, ordr, acct, cfg, rules, errs, evq, closes, p, now)
-        else:
-            _cancel(pos, ordr, acct, cfg, rules, evq, closes, p, now)
-    evq[0, 0] = 0
-
-
-@njit(cache=True)
-def _accept(pos, ordr, acct, cfg, rules, errs, evq, closes, p, now):
-    """The bar execution's accept: funds checked and held; a market order (every order
-    under next-open) waits for the next open, a limit order rests."""
-    if ordr[p, O_STATE] != PENDING:
-        return
-    at_open = ordr[p, O_MARKET] != 0.0 or cfg[C_NEXT_OPEN] != 0.0
-    if ordr[p, O_KIND] == ENTRY:  # a buy needs its cost and the taker fee in free USD
-        price = ask(rules, closes, p) if at_open else ordr[p, O_PRICE]  # the ask, or limit
-        needed = ordr[p, O_SIZE] * price * (1.0 + cfg[C_TAKER])
-        if needed > (acct[A_CASH] - acct[A_HOLDS]) * (1.0 + SLACK):
-            ordr[p, O_STATE] = NONE  # INSUFFICIENT_FUND
-            acct[A_REJECTED] += 1.0
-            record_error(pos, acct, cfg, errs, now)
-            follow_risk(ordr, acct, evq)
-            return
-        ordr[p, O_HOLD] = needed
-        acct[A_HOLDS] += needed
-    if not at_open and pos[p, P_REST] < 0:  # the execution's resting books, first come
-        pos[p, P_REST] = acct[A_RESTS]
-        acct[A_RESTS] += 1.0
-    ordr[p, O_AT_OPEN] = 1.0 if at_open else 0.0
-    ordr[p, O_STATE] = OPEN
-
-
-@njit(cache=True)
-def _cancel(pos, ordr, acct, cfg, rules, evq, closes, p, now):
-    if ordr[p, O_STATE] == NONE:
-        return
-    acct[A_HOLDS] -= ordr[p, O_HOLD]
-    ordr[p, O_HOLD] = 0.0
-    if not (ordr[p, O_FOLLOWED] and ordr[p, O_REPRICING]):
-        ordr[p, O_STATE] = NONE
-        return
-    if ordr[p, O_FALLBACK] and not cfg[C_FALLBACK_MARKET]:
-        ordr[p, O_STATE] = NONE  # gave up
-        return
-    _resend(pos, ordr, acct, cfg, rules, evq, closes, p, ordr[p, O_FALLBACK] != 0.0, now)
-
-
-@njit(cache=True)
-def bar_fills(pos, ordr, acct, cfg, bars, t, fill_p, fill_x, scratch):
-    """The execution's side of the fills inside bar t: which orders fill, at what price, and
-    the cash they move. Returns how many; fill_p[k] is the product, fill_x[k] (price, fee)."""
-    n = 0
-    slip = cfg[C_SLIP]
-    n_open = by_seq(ordr, OPEN, scratch)
-    if n_open == 0:
-        return 0
-    for i in range(n_open):  # orders waiting for the open, in send order
-        p = scratch[i]
-        if ordr[p, O_AT_OPEN] != 1.0 or math.isnan(bars[p, t, 0]):
-            continue
-        buy = ordr[p, O_KIND] == ENTRY
-        price = bars[p, t, 0] * (1.0 + slip if buy else 1.0 - slip)
-        n = _filled(ordr, acct, p, price, cfg[C_TAKER], buy, fill_p, fill_x, n)
-    n_rest = 0
-    for p in range(ordr.shape[0]):  # resting limits, by the execution's books
-        if ordr[p, O_STATE] == OPEN and ordr[p, O_AT_OPEN] == 0.0:
-            scratch[n_rest] = p
-            n_rest += 1
-    if n_rest > 1:
-        _sort_by(pos, P_REST, scratch, n_rest)
-    for i in range(n_rest):
-        p = scratch[i]
-        buy = ordr[p, O_KIND] == ENTRY
-        if (bars[p, t, 2] < ordr[p, O_PRICE]) if buy else (bars[p, t, 1] > ordr[p, O_PRICE]):
-            n = _filled(ordr, acct, p, ordr[p, O_PRICE], cfg[C_MAKER], buy, fill_p, fill_x, n)
-    return n
-
-
-@njit(cache=True, inline="always")
-def _filled(ordr, acct, p, price, rate, buy, fill_p, fill_x, n):
-    value = price * ordr[p, O_SIZE]
-    fee = value * rate
-    acct[A_HOLDS] -= ordr[p, O_HOLD]
-    ordr[p, O_HOLD] = 0.0
-    ordr[p, O_AT_OPEN] = -1.0  # filled: the trading core hears of it after the bar's fills
-    acct[A_CASH] += -(value + fee) if buy else value - fee
-    fill_p[n], fill_x[n, 0], fill_x[n, 1] = p, price, fee
-    return n + 1
-
-
-@njit(cache=True)
-def apply_fill(pos, ordr, acct, cfg, evq, trades, p, price, fee, t_s, now):
-    """Trading.on_fill then the FILLED update: the registry's position, a closed trade, risk."""
-    size = ordr[p, O_SIZE]
-    acct[A_FEES] += fee
-    if ordr[p, O_KIND] == ENTRY:
-        if pos[p, P_BOOK] < 0:
-            pos[p, P_BOOK] = acct[A_BOOKS]
-            acct[A_BOOKS] += 1.0
-        pos[p, P_HELD], pos[p, P_SIZE], pos[p, P_COST], pos[p, P_FEE] = 1.0, size, price * size, fee
-        pos[p, P_OPENED], pos[p, P_PEAK] = t_s, price
-        pos[p, P_STOP], pos[p, P_TP] = ordr[p, O_STOP], ordr[p, O_TP]
-        pos[p, P_STRAT], pos[p, P_ENTRY_TIME], pos[p, P_ENTRY_PRICE] = ordr[p, O_STRAT], t_s, price
-        pos[p, P_RESTED] = not (ordr[p, O_MARKET] or cfg[C_NEXT_OPEN])
-    else:
-        realized = price * size - pos[p, P_COST]
-        fees = pos[p, P_FEE] + fee
-        acct[A_REALIZED] += realized
-        pos[p, P_HELD] = 0.0
-        row = np.empty(NTRADE)
-        row[T_PRODUCT], row[T_ENTRY_TIME], row[T_EXIT_TIME] = p, pos[p, P_ENTRY_TIME], t_s
-        row[T_ENTRY_PRICE], row[T_EXIT_PRICE], row[T_SIZE] = pos[p, P_ENTRY_PRICE], price, size
-        row[T_PNL], row[T_FEES], row[T_REASON] = realized - fees, fees, ordr[p, O_REASON]
-        row[T_STRAT] = pos[p, P_STRAT]
-        trades.append(row)
-        record_trade(pos, acct, cfg, realized - fees, now)
-    follow_risk(ordr, acct, evq)
-    ordr[p, O_STATE] = NONE  # FILLED: terminal, no longer followed
