@@ -11,6 +11,8 @@ parse and reports its row.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -123,3 +125,21 @@ def _number(body, i, n):
     value = float(mantissa)
     value = value * _POW10[scale] if scale >= 0 else value / _POW10[-scale]
     return (-value if negative else value), 1, i
+
+
+@njit(cache=True)
+def decimals_of(prices, most):
+    """The fewest decimals (at most `most`) that write every finite price exactly: the
+    increment a series of prices is quoted in. One pass; a price needing more stops it."""
+    found = 0
+    for x in prices.ravel():
+        if not math.isfinite(x):
+            continue
+        while found < most:
+            scaled = x * _POW10[found]
+            if abs(scaled - np.round(scaled)) <= min(0.01, 1e-9 * max(1.0, abs(scaled))):
+                break
+            found += 1
+        if found == most:
+            return most
+    return found

@@ -132,15 +132,10 @@ def fill_quiet(rows: np.ndarray) -> None:
 
 def inferred_rules(product_id: str, rows: np.ndarray) -> Product:
     """Order rules for a product the data names: the price increment is the finest decimal
-    the closes use (0.01 for prices in cents); sizes in 1e-8 base units, at least 1 USD."""
-    prices = rows[:, CLOSE]  # a quarter of the prices, with the same increment
-    prices = prices[np.isfinite(prices)]
-    decimals = 0
-    for d in range(MAX_PRICE_DECIMALS + 1):
-        decimals = d
-        scaled = prices * 10.0**d
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, scaled)):
-            break
+    the prices use (0.01 for prices in cents); sizes in 1e-8 base units, at least 1 USD."""
+    from trader.kernels.csv import decimals_of
+
+    decimals = int(decimals_of(np.ascontiguousarray(rows[:, :VOLUME]), MAX_PRICE_DECIMALS))
     base, quote = product_id.split("-", 1)
     return Product(product_id, base, quote, Decimal("1e-8"), Decimal(1).scaleb(-decimals),
                    Decimal("1e-8"), Decimal(10_000_000), Decimal(1), "online", False, False,
