@@ -258,7 +258,7 @@ def _backfill_job(args: argparse.Namespace, config: cfg.Config) -> BackfillJob |
     except ValueError as exc:
         return str(exc)
     if interval_s not in GRANULARITY_NAMES:
-        names = " ".join(_interval_name(s) for s in GRANULARITY_NAMES)
+        names = " ".join(cfg.interval_name(s) for s in GRANULARITY_NAMES)
         return f"Coinbase has no {args.interval} candles; it has {names}"
     if args.until is not None and args.until <= args.since:
         return "--until must be after --since"
@@ -271,12 +271,6 @@ def _backfill_job(args: argparse.Namespace, config: cfg.Config) -> BackfillJob |
                        args.rate or config.coinbase.public_rest_rps, config.storage.dsn,
                        args.out, args.batch_pages)
 
-
-def _interval_name(seconds: int) -> str:
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:

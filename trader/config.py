@@ -71,6 +71,14 @@ def interval_seconds(text: str) -> int:
     return seconds
 
 
+def interval_name(interval_s: int) -> str:
+    """The inverse of `interval_seconds`: 60 -> "1m", 3600 -> "1h" (90 -> "90s")."""
+    for unit, seconds in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if interval_s % seconds == 0:
+            return f"{interval_s // seconds}{unit}"
+    return f"{interval_s}s"
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
     mode: Mode = key(

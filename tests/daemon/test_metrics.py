@@ -22,13 +22,8 @@ from tests.daemon.test_daemon_trading import flip_config
 from tests.daemon.test_grafana import dashboard_metric_names
 from tests.helpers import DaemonProcess, eventually, http_get, start_daemon
 from tests.pg import PostgresServer
-from trader.daemon.metrics import (
-    FrameToOrder,
-    Metrics,
-    interval_name,
-    render_snapshot,
-    rest_endpoint,
-)
+from trader.config import interval_name
+from trader.daemon.metrics import FrameToOrder, Metrics, render_snapshot, rest_endpoint
 from trader.daemon.status import ListenError, StatusServer
 from trader.types import Order, OrderKind, OrderStatus, Side
 

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from trader.config import interval_name
 from trader.types import Order, OrderStatus
 
 Snapshot = dict[str, Any]
@@ -299,13 +300,6 @@ def _number(value: Any) -> float | None:
         return float(value)
     return None
 
-
-def interval_name(interval_s: int) -> str:
-    """60 -> "1m", 3600 -> "1h", as in `market.intervals`."""
-    for unit_s, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if interval_s % unit_s == 0:
-            return f"{interval_s // unit_s}{unit}"
-    return f"{interval_s}s"
 
 
 def rest_endpoint(path: str) -> str:

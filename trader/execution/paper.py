@@ -268,9 +268,10 @@ class PaperExecution:
         currency = product.base_currency if side is Side.SELL else product.quote_currency
         return self.balances[currency] - self.holds[currency]
 
-    def _hold(self, order: PaperOrder) -> None:
+    def _hold(self, order: PaperOrder, quote: Quote | None = None) -> None:
+        """Hold what the order needs (a market order: at the `quote`'s touch)."""
         intent = order.intent
-        order.hold = self._needed(intent, None)
+        order.hold = self._needed(intent, quote)
         self.holds[_held_currency(intent)] += order.hold
 
     def _release(self, order: PaperOrder, size: Decimal) -> None:

@@ -256,7 +256,7 @@ def _result(data: BarData, strategies: Sequence[LoadedStrategy], options: Backte
     strategy = strategies[0]
     return BacktestResult(
         strategy=", ".join(s.name for s in strategies), params=dict(strategy.params),
-        interval=_interval_name(strategy.interval_s), products=products, fill=options.fill,
+        interval=cfg.interval_name(strategy.interval_s), products=products, fill=options.fill,
         cash=options.cash_usd,
         trades=tuple(_trade(products, row) for row in sorted(  # the driver's order
             trades, key=lambda row: (row[bo.T_EXIT_TIME], pos[int(row[bo.T_PRODUCT]), bo.P_BOOK]))),
@@ -280,9 +280,3 @@ def _trade(products: tuple[str, ...], row: np.ndarray) -> TradeRecord:
                        float(row[bo.T_PNL]), float(row[bo.T_FEES]),
                        EXIT_REASONS[int(row[bo.T_REASON])])
 
-
-def _interval_name(interval_s: int) -> str:
-    for unit, seconds in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if interval_s % seconds == 0:
-            return f"{interval_s // seconds}{unit}"
-    return f"{interval_s}s"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -146,7 +146,3 @@ def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
-
-def in_order(products: Sequence[str]) -> tuple[str, ...]:
-    """Product ids once each, in the order given."""
-    return tuple(dict.fromkeys(products))

@@ -207,7 +207,7 @@ def _result(backtest: Backtest, strategies: Sequence[LoadedStrategy],
     strategy = strategies[0]
     return BacktestResult(
         strategy=", ".join(s.name for s in strategies), params=dict(strategy.params),
-        interval=_interval_name(strategy.interval_s), products=data.products,
+        interval=cfg.interval_name(strategy.interval_s), products=data.products,
         fill=options.fill, cash=options.cash_usd, trades=trades, open_trades=held,
         signals=signals, times=data.time_s[first:].copy(), equity=equity, exposure=exposure,
         closes={p: data.bars[i, first:, CLOSE].copy() for i, p in enumerate(data.products)},
@@ -221,11 +221,5 @@ def _trade(trade: ClosedTrade, reason: str) -> TradeRecord:
                        float(trade.average_exit_price), float(trade.size), float(trade.pnl),
                        float(trade.fees), reason.split(":", 1)[0])
 
-
-def _interval_name(interval_s: int) -> str:
-    for unit, seconds in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if interval_s % seconds == 0:
-            return f"{interval_s // seconds}{unit}"
-    return f"{interval_s}s"
 
 

@@ -55,8 +55,7 @@ class BarExecution(PaperExecution):
         """A market order waits for the next bar's open (the paper one fills at the touch)."""
         if self._opening:
             return super()._take(order, product, quote)
-        order.hold = self._needed(order.intent, quote)
-        self.holds[_held_currency(order.intent)] += order.hold
+        self._hold(order, quote)
         self.at_open[order.intent.client_order_id] = order
         self._report(order, OrderStatus.OPEN)
 
@@ -113,7 +112,3 @@ class BarExecution(PaperExecution):
         """The bar's closes: the prices equity is marked at."""
         self.last_price.update(closes)
 
-
-def _held_currency(intent: OrderIntent) -> str:
-    base, quote = intent.product_id.split("-", 1)
-    return quote if intent.side is Side.BUY else base

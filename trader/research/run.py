@@ -94,8 +94,7 @@ def load_strategy_of(request: BacktestRequest) -> LoadedStrategy:
     loaded = load_strategy(path, request.strategy, section)
     if isinstance(loaded, list):
         where, reason = loaded[0]
-        raise BacktestError(f"{where}: {reason}".replace("strategies.", "", 1)
-                            if where.startswith("strategies.") else f"{where}: {reason}")
+        raise BacktestError(f"{where.removeprefix('strategies.')}: {reason}")
     return loaded
 
 
@@ -170,8 +169,7 @@ async def _read_database(dsn: str, products: Sequence[str], start_s: int,
         await conn.close()
 
 
-def run(request: BacktestRequest, on_progress: Progress | None = None,
-        progress_bar: ProgressBar | None = None) -> BacktestResult:
+def run(request: BacktestRequest, progress_bar: ProgressBar | None = None) -> BacktestResult:
     """Load, compile, run: the result with its timings (load_s, compile_s, run_s).
 
     `progress_bar(total_bars)`, when given, opens the `on_progress` of the run once the bars
@@ -183,7 +181,7 @@ def run(request: BacktestRequest, on_progress: Progress | None = None,
     data = load_data(request, [strategy])
     loaded_s = time.perf_counter() - started - compiled_s
     if progress_bar is None:
-        result = _run_on_path(request, data, strategy, on_progress)
+        result = _run_on_path(request, data, strategy, None)
     else:
         with progress_bar(len(data)) as on_bars:
             result = _run_on_path(request, data, strategy, on_bars)
